@@ -1,0 +1,383 @@
+"""Load open_clip models and read the shape of their image tower.
+
+editclip attaches to parameter *names* (``transformer.resblocks.{i}.attn.in_proj_weight``, ``ln_post``,
+``proj``...), never to module classes, so it keeps working when open_clip swaps
+``nn.MultiheadAttention`` for its own attention module. Towers it cannot decompose exactly get an
+:class:`~editclip.errors.UnsupportedModelError` that names the model and the reason.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .errors import EditclipError, UnsupportedModelError
+
+PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+CHECKPOINT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin")
+
+# Per-block parameter names (relative to ``resblocks.{i}.``) that a plain pre-LN ViT block has.
+_BLOCK_PARAMS = {
+    "ln_1.weight", "ln_1.bias", "attn.in_proj_weight", "attn.in_proj_bias",
+    "attn.out_proj.weight", "attn.out_proj.bias", "ls_1.gamma",
+    "ln_2.weight", "ln_2.bias", "mlp.c_fc.weight", "mlp.c_fc.bias",
+    "mlp.c_proj.weight", "mlp.c_proj.bias", "ls_2.gamma",
+}  # fmt: skip
+_BLOCK_EXTRAS = {
+    "attn.ln_q": "qk-norm attention (its attention logits are not a plain softmax of q.k)",
+    "attn.ln_k": "qk-norm attention (its attention logits are not a plain softmax of q.k)",
+    "attn.logit_scale": "scaled-cosine attention",
+    "attn.head_scale": "per-head output scaling",
+    "attn.ln_inner": "an inner LayerNorm after attention, which mixes the heads",
+    "ln_attn": "a LayerNorm after attention, which mixes the heads",
+    "mlp.ln": "an inner MLP LayerNorm",
+    "ln_1_kv": "cross-attention",
+}
+
+
+@dataclass(frozen=True)
+class VitShape:
+    """The dimensions of a CLS-pooled open_clip vision transformer."""
+
+    layers: int
+    heads: int
+    width: int
+    head_dim: int
+    embed_dim: int
+    mlp_width: int
+    image_size: tuple[int, int]
+    patch_size: tuple[int, int]
+    grid: tuple[int, int]
+    n_tokens: int
+    pool: str
+    act: str
+    layer_scale: bool
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-friendly form."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in self.__dict__.items()}
+
+
+@dataclass
+class Backbone:
+    """An open_clip model with its tokenizer, preprocess and the shape of its image tower."""
+
+    model: nn.Module
+    tokenizer: Callable[..., torch.Tensor]
+    preprocess: Callable[[Any], torch.Tensor]
+    shape: VitShape
+    model_id: str
+    pretrained: str | None
+    source: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def visual(self) -> nn.Module:
+        """The image tower."""
+        return self.model.visual
+
+    @property
+    def device(self) -> torch.device:
+        return self.visual.conv1.weight.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.visual.conv1.weight.dtype
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """sha256 (16 hex digits) of every tensor of the state dict, names included."""
+        return state_dict_fingerprint(self.model.state_dict())
+
+    @torch.no_grad()
+    def encode_text(self, texts: list[str]) -> torch.Tensor:
+        """[M, D] unnormalised text embeddings."""
+        tokens = self.tokenizer(texts).to(self.device)
+        return self.model.encode_text(tokens).float()
+
+    @torch.no_grad()
+    def encode_image(self, images: torch.Tensor) -> torch.Tensor:
+        """[N, D] unnormalised image embeddings from open_clip's own forward."""
+        return self.model.encode_image(images.to(self.device, self.dtype)).float()
+
+
+def state_dict_fingerprint(state_dict: dict[str, torch.Tensor]) -> str:
+    """A content hash of a state dict that does not depend on dtype-preserving copies or devices."""
+    digest = hashlib.sha256()
+    for name in sorted(state_dict):
+        tensor = state_dict[name].detach().cpu().contiguous()
+        digest.update(name.encode())
+        digest.update(str(tensor.dtype).encode())
+        digest.update(str(tuple(tensor.shape)).encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def load(
+    name: str | None = None,
+    pretrained: str | None = None,
+    *,
+    checkpoint: str | Path | None = None,
+    config: str | Path | dict[str, Any] | None = None,
+    device: str | torch.device = "cpu",
+    precision: str = "fp32",
+) -> Backbone:
+    """Load an open_clip model for decomposition.
+
+    - ``load("ViT-B-16", pretrained="laion2b_s34b_b88k")``: a built-in config with a pretrained tag
+      (downloads when online) or a checkpoint path; ``pretrained=None`` gives random weights.
+    - ``load(checkpoint="tiny.safetensors", config="tiny.json")``: a local checkpoint (``.safetensors``,
+      ``.pt``, ``.bin``) with an open_clip model-config JSON (embed_dim, vision_cfg, text_cfg and an
+      optional preprocess_cfg); ``load("ViT-B-32", checkpoint=...)`` takes a built-in config instead.
+    """
+    import open_clip
+
+    if precision not in PRECISIONS:
+        raise EditclipError(f"precision {precision!r} is not supported; choose one of {sorted(PRECISIONS)}")
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise EditclipError("device 'cuda' was asked for, but torch sees no CUDA device on this machine")
+
+    if checkpoint is not None:
+        return _load_checkpoint(name, checkpoint, config, device, precision)
+    if config is not None:
+        model_cfg, preprocess_cfg = _read_config(config)
+        return _build_from_config(name or "custom", model_cfg, preprocess_cfg, None, device, precision)
+    if name is None:
+        raise EditclipError("give a model name (e.g. 'ViT-B-16'), or checkpoint= with config=")
+    if name not in open_clip.list_models():
+        raise EditclipError(f"unknown open_clip model {name!r}; known ones include {_some_models()}")
+    _warn_quickgelu_mismatch(name, pretrained)
+    try:
+        model = open_clip.create_model(name, pretrained=pretrained, device=device, precision=precision)
+    except RuntimeError as err:
+        raise EditclipError(f"could not load {name!r} with pretrained={pretrained!r}: {err}") from err
+    _check_supported(model, name)
+    return _finish(model, open_clip.get_tokenizer(name), name, pretrained, {"name": name, "pretrained": pretrained})
+
+
+def _some_models() -> str:
+    import open_clip
+
+    vits = [m for m in open_clip.list_models() if m.startswith("ViT-")]
+    return ", ".join(vits[:12]) + ", ..."
+
+
+def _warn_quickgelu_mismatch(name: str, pretrained: str | None) -> None:
+    """open_clip only notes it; a wrong activation silently degrades every embedding."""
+    import open_clip
+
+    if not pretrained:
+        return
+    tag_cfg = open_clip.get_pretrained_cfg(name, pretrained) or {}
+    model_quick = bool((open_clip.get_model_config(name) or {}).get("quick_gelu", False))
+    if (pretrained == "openai" or tag_cfg.get("quick_gelu", False)) and not model_quick:
+        warnings.warn(
+            f"pretrained={pretrained!r} was trained with QuickGELU but the config {name!r} uses GELU; "
+            f"use {name + '-quickgelu'!r} for faithful embeddings",
+            UserWarning,
+            stacklevel=3,
+        )
+
+
+def _read_config(config: str | Path | dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    if isinstance(config, dict):
+        raw = copy.deepcopy(config)
+        where = "the config dict"
+    else:
+        path = Path(config)
+        if not path.is_file():
+            raise EditclipError(f"model config {str(path)!r} does not exist")
+        try:
+            raw = json.loads(path.read_text())
+        except json.JSONDecodeError as err:
+            raise EditclipError(f"model config {str(path)!r} is not valid JSON: {err}") from err
+        where = str(path)
+    if "model_cfg" in raw:  # the open_clip_config.json layout of hub / local-dir models
+        raw = {**raw["model_cfg"], "preprocess_cfg": raw.get("preprocess_cfg", {})}
+    missing = [k for k in ("embed_dim", "vision_cfg", "text_cfg") if k not in raw]
+    if missing:
+        raise EditclipError(
+            f"model config {where} lacks {missing}; an open_clip config has embed_dim, vision_cfg, text_cfg"
+        )
+    preprocess_cfg = raw.pop("preprocess_cfg", {}) or {}
+    return raw, preprocess_cfg
+
+
+def _load_checkpoint(
+    name: str | None,
+    checkpoint: str | Path,
+    config: str | Path | dict[str, Any] | None,
+    device: torch.device,
+    precision: str,
+) -> Backbone:
+    import open_clip
+
+    path = Path(checkpoint)
+    if not path.is_file():
+        raise EditclipError(f"checkpoint {str(path)!r} does not exist")
+    if path.suffix not in CHECKPOINT_SUFFIXES:
+        raise EditclipError(f"checkpoint {str(path)!r}: unsupported file type; use one of {CHECKPOINT_SUFFIXES}")
+    if config is not None:
+        model_cfg, preprocess_cfg = _read_config(config)
+        model_id = name or path.stem
+    elif name is not None:
+        if name not in open_clip.list_models():
+            raise EditclipError(f"unknown open_clip model {name!r}; give config= for a custom architecture")
+        model_cfg, preprocess_cfg, model_id = copy.deepcopy(open_clip.get_model_config(name)), {}, name
+    else:
+        raise EditclipError(f"checkpoint {str(path)!r} needs config= (an open_clip model-config JSON) or a model name")
+    return _build_from_config(model_id, model_cfg, preprocess_cfg, path, device, precision)
+
+
+def _build_from_config(
+    model_id: str,
+    model_cfg: dict[str, Any],
+    preprocess_cfg: dict[str, Any],
+    checkpoint: Path | None,
+    device: torch.device,
+    precision: str,
+) -> Backbone:
+    """Build an open_clip CLIP from a config dict the way ``open_clip.create_model`` does."""
+    import open_clip
+    from open_clip.model import get_cast_dtype, set_model_preprocess_cfg
+    from open_clip.transform import PreprocessCfg, merge_preprocess_dict
+
+    cfg = copy.deepcopy(model_cfg)
+    custom_text = cfg.pop("custom_text", False) or "hf_model_name" in cfg.get("text_cfg", {})
+    if "multimodal_cfg" in cfg:
+        raise UnsupportedModelError(
+            f"model {model_id!r}: CoCa models (multimodal_cfg) have an attention-pooled image tower"
+        )
+    model_class = open_clip.CustomTextCLIP if custom_text else open_clip.CLIP
+    try:
+        model = model_class(**cfg, cast_dtype=get_cast_dtype(precision))
+    except TypeError as err:
+        raise EditclipError(f"model config for {model_id!r} is not a valid open_clip config: {err}") from err
+    _check_supported(model, model_id)
+    if checkpoint is not None:
+        try:
+            open_clip.load_checkpoint(model, str(checkpoint), strict=True, weights_only=True)
+        except (RuntimeError, KeyError, ValueError) as err:
+            raise EditclipError(
+                f"checkpoint {str(checkpoint)!r} does not fit the config of {model_id!r}: {err}"
+            ) from err
+    model.to(device)
+    if precision in ("fp16", "bf16"):
+        open_clip.model.convert_weights_to_lp(model, dtype=PRECISIONS[precision])
+    pp = merge_preprocess_dict(PreprocessCfg(), preprocess_cfg)
+    pp["size"] = model.visual.image_size
+    set_model_preprocess_cfg(model, pp)
+    context_length = cfg["text_cfg"].get("context_length", 77)
+    tokenizer = open_clip.SimpleTokenizer(context_length=context_length)
+    source = {"name": model_id, "checkpoint": str(checkpoint) if checkpoint else None, "config": model_cfg}
+    return _finish(model, tokenizer, model_id, str(checkpoint) if checkpoint else None, source)
+
+
+def _finish(
+    model: nn.Module, tokenizer: Callable[..., torch.Tensor], model_id: str, pretrained: str | None, source: dict
+) -> Backbone:
+    from open_clip.model import get_model_preprocess_cfg
+    from open_clip.transform import PreprocessCfg, image_transform_v2
+
+    model.eval()
+    pp = get_model_preprocess_cfg(model)
+    preprocess = image_transform_v2(PreprocessCfg(**pp), is_train=False)
+    source = {**source, "preprocess_cfg": pp}
+    return Backbone(model, tokenizer, preprocess, read_shape(model, model_id), model_id, pretrained, source)
+
+
+def _check_supported(model: nn.Module, model_id: str) -> None:
+    """Raise UnsupportedModelError unless the image tower is a CLS-pooled open_clip ViT of plain blocks."""
+    visual = getattr(model, "visual", None)
+    if visual is None:
+        raise UnsupportedModelError(f"model {model_id!r} has no image tower (no .visual)")
+    kind = type(visual).__name__
+    if hasattr(visual, "trunk"):
+        raise UnsupportedModelError(
+            f"model {model_id!r}: the image tower is a timm model ({kind}); editclip decomposes open_clip's own "
+            "VisionTransformer, whose parameter names it reads"
+        )
+    if not hasattr(visual, "transformer") or not hasattr(visual, "class_embedding"):
+        raise UnsupportedModelError(
+            f"model {model_id!r}: the image tower ({kind}) is not a vision transformer with a class token "
+            "(ResNets and other towers have no per-head decomposition)"
+        )
+    if getattr(visual, "attn_pool", None) is not None:
+        raise UnsupportedModelError(f"model {model_id!r}: the image tower is attention-pooled, not CLS-pooled")
+    if getattr(visual, "pool_type", "tok") != "tok":
+        raise UnsupportedModelError(
+            f"model {model_id!r}: the image tower pools with {visual.pool_type!r}, not the class token"
+        )
+    for i, block in enumerate(visual.transformer.resblocks):
+        names = {n for n, _ in block.named_parameters()}
+        for prefix, reason in _BLOCK_EXTRAS.items():
+            module = block.get_submodule(prefix) if _has_submodule(block, prefix) else None
+            if any(n.startswith(prefix + ".") or n == prefix for n in names) or (
+                module is not None and not isinstance(module, nn.Identity)
+            ):
+                raise UnsupportedModelError(f"model {model_id!r}: block {i} uses {reason}")
+        unknown = names - _BLOCK_PARAMS
+        if unknown:
+            raise UnsupportedModelError(
+                f"model {model_id!r}: block {i} has parameters editclip cannot place: {sorted(unknown)}"
+            )
+        if getattr(block.attn, "scaled_cosine", False):
+            raise UnsupportedModelError(f"model {model_id!r}: block {i} uses scaled-cosine attention")
+        _activation(block, model_id)
+
+
+def _has_submodule(module: nn.Module, path: str) -> bool:
+    try:
+        module.get_submodule(path)
+    except AttributeError:
+        return False
+    return True
+
+
+def _activation(block: nn.Module, model_id: str) -> str:
+    act = block.mlp[1]
+    kind = type(act).__name__
+    if kind == "QuickGELU":
+        return "quickgelu"
+    if isinstance(act, nn.GELU):
+        return "gelu_tanh" if act.approximate == "tanh" else "gelu"
+    raise UnsupportedModelError(f"model {model_id!r}: MLP activation {kind} is not supported (GELU or QuickGELU)")
+
+
+def read_shape(model: nn.Module, model_id: str = "model") -> VitShape:
+    """Read the tower's dimensions from its parameters."""
+    visual = model.visual
+    blocks = visual.transformer.resblocks
+    width = visual.class_embedding.shape[-1]
+    heads = blocks[0].attn.num_heads
+    if width % heads:
+        raise UnsupportedModelError(f"model {model_id!r}: width {width} is not divisible by {heads} heads")
+    patch = tuple(visual.conv1.kernel_size)
+    image_size = visual.image_size if isinstance(visual.image_size, tuple) else (visual.image_size,) * 2
+    grid = (image_size[0] // patch[0], image_size[1] // patch[1])
+    proj = visual.proj
+    return VitShape(
+        layers=len(blocks),
+        heads=heads,
+        width=width,
+        head_dim=width // heads,
+        embed_dim=proj.shape[1] if proj is not None else width,
+        mlp_width=blocks[0].mlp.c_fc.weight.shape[0],
+        image_size=tuple(image_size),
+        patch_size=patch,
+        grid=grid,
+        n_tokens=1 + grid[0] * grid[1],
+        pool="cls",
+        act=_activation(blocks[0], model_id),
+        layer_scale=any(n.endswith("ls_1.gamma") for n, _ in blocks.named_parameters()),
+    )

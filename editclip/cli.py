@@ -1,0 +1,49 @@
+"""The ``editclip`` command: one sub-command module per job, errors as one clear line and exit 2."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from .errors import EditclipError
+
+# Each module in editclip/commands/ defines ``register(subparsers)``, which adds its parser(s) and
+# sets ``func`` (called with the parsed namespace, returns an exit code or None).
+COMMAND_MODULES: tuple[str, ...] = (
+    "decompose",
+    "bench",
+    "spec",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser, with every sub-command."""
+    parser = argparse.ArgumentParser(
+        prog="editclip",
+        description="Interpret and edit CLIP image encoders through the direct effects of their heads.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"editclip.commands.{name}").register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code = args.func(args)
+    except EditclipError as err:
+        print(f"editclip {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"editclip {args.command}: interrupted", file=sys.stderr)
+        return 130
+    return int(code or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

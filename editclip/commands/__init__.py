@@ -1,0 +1,1 @@
+"""Sub-commands of the ``editclip`` command line, one module each."""

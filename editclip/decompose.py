@@ -1,0 +1,172 @@
+"""The image embedding split into the direct contributions of its parts, in two conventions.
+
+``exact`` (default): each part is centred by its own mean (ln_post linearised with the image's own
+mu and sigma); the out_proj bias of every layer is its own part (``biases``) and ln_post's beta is the
+constant ``const``. Parts sum to ``model.encode_image`` exactly.
+
+``official``: the split of the paper's code, so that published numbers can be reproduced: mu/K and
+beta/K given to each of the K = 2L+1 components, the out_proj bias spread evenly over the heads (and
+over source tokens in the per-token parts), everything divided by |z|, so parts sum to z/|z|.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+from .backbone import Backbone
+from .errors import EditclipError
+from .vit import VitOutput, run
+
+CONVENTIONS = ("exact", "official")
+
+
+@dataclass
+class Decomposition:
+    """Direct parts of N image embeddings (shapes below; D = embed_dim)."""
+
+    heads: Tensor  # [N, L, H, D]  per-head direct parts at CLS, summed over source tokens
+    mlps: Tensor  # [N, L, D]
+    embed: Tensor  # [N, D]  the ln_pre term r_0[CLS]
+    biases: Tensor  # [N, L, D]  out_proj bias of each layer (zero in the official convention)
+    const: Tensor  # [D]  ln_post beta @ proj (zero in the official convention)
+    norms: Tensor  # [N]  |z| of the unnormalised embedding
+    convention: str = "exact"
+    tokens: dict[int, Tensor] = field(default_factory=dict)  # {layer: [N, H, T, D]}
+
+    def __post_init__(self) -> None:
+        if self.convention not in CONVENTIONS:
+            raise EditclipError(f"convention {self.convention!r} is unknown; choose one of {CONVENTIONS}")
+
+    def __len__(self) -> int:
+        return self.heads.shape[0]
+
+    @property
+    def n_layers(self) -> int:
+        return self.heads.shape[1]
+
+    @property
+    def n_heads(self) -> int:
+        return self.heads.shape[2]
+
+    def total(self) -> Tensor:
+        """[N, D] sum of all parts: ``encode_image`` (exact) or its unit-normalised version (official)."""
+        return self.embed + self.heads.sum((1, 2)) + self.mlps.sum(1) + self.biases.sum(1) + self.const
+
+    def __getitem__(self, index: slice | Tensor | Sequence[int]) -> Decomposition:
+        """The decomposition of a subset of images."""
+        return Decomposition(
+            heads=self.heads[index],
+            mlps=self.mlps[index],
+            embed=self.embed[index],
+            biases=self.biases[index],
+            const=self.const,
+            norms=self.norms[index],
+            convention=self.convention,
+            tokens={layer: t[index] for layer, t in self.tokens.items()},
+        )
+
+    @staticmethod
+    def concat(parts: Sequence[Decomposition]) -> Decomposition:
+        """Join decompositions of consecutive batches."""
+        if not parts:
+            raise EditclipError("nothing to concatenate")
+        first = parts[0]
+        return Decomposition(
+            heads=torch.cat([p.heads for p in parts]),
+            mlps=torch.cat([p.mlps for p in parts]),
+            embed=torch.cat([p.embed for p in parts]),
+            biases=torch.cat([p.biases for p in parts]),
+            const=first.const,
+            norms=torch.cat([p.norms for p in parts]),
+            convention=first.convention,
+            tokens={layer: torch.cat([p.tokens[layer] for p in parts]) for layer in first.tokens},
+        )
+
+
+def from_vit_output(out: VitOutput, convention: str = "exact") -> Decomposition:
+    """Build a Decomposition in the given convention from one instrumented forward."""
+    if convention not in CONVENTIONS:
+        raise EditclipError(f"convention {convention!r} is unknown; choose one of {CONVENTIONS}")
+    folded = out.folded
+    norms = out.embedding.norm(dim=-1)
+    if convention == "exact":
+        return Decomposition(
+            heads=out.heads,
+            mlps=out.mlps,
+            embed=out.embed,
+            biases=out.attn_bias,
+            const=folded.b.clone(),
+            norms=norms,
+            convention="exact",
+            tokens=dict(out.tokens),
+        )
+    return _official(out, norms)
+
+
+def _official(out: VitOutput, norms: Tensor) -> Decomposition:
+    """The official code's split (PAPER.md section 1), divided by |z|.
+
+    A component with exact part e and residual-space mean m that is given the share s of the
+    ln_post mean and bias becomes e + (m - s mu) g / sigma + s b.
+    """
+    folded = out.folded
+    n_layers, n_heads = out.heads.shape[1], out.heads.shape[2]
+    k = 2 * n_layers + 1
+    mu = out.ln_mean[:, None]
+    g_over_sigma = folded.g[None, :] / out.ln_std[:, None]  # [N, D]
+
+    def shift(mean: Tensor, share: float) -> Tensor:  # mean [N, ...] -> [N, ..., D]
+        centred = mean - share * mu.view(-1, *([1] * (mean.ndim - 1)))
+        return (
+            centred[..., None] * g_over_sigma.view(-1, *([1] * (mean.ndim - 1)), g_over_sigma.shape[-1])
+            + share * folded.b
+        )
+
+    embed = out.embed + shift(out.embed_mean, 1 / k)
+    mlps = out.mlps + shift(out.mlp_means, 1 / k)
+    bias_exact = out.attn_bias[:, :, None, :] / n_heads  # [N, L, 1, D]: each head's share of b_O
+    bias_mean = out.attn_bias_mean[None, :, None] / n_heads  # [1, L, 1]
+    heads = out.heads + bias_exact + shift(out.head_means + bias_mean, 1 / (k * n_heads))
+    tokens = {}
+    for layer, tok in out.tokens.items():
+        n_tokens = tok.shape[2]
+        share = n_heads * n_tokens
+        tok_bias = out.attn_bias[:, layer, None, None, :] / share
+        tok_mean = out.token_means[layer] + out.attn_bias_mean[layer] / share
+        tokens[layer] = (tok + tok_bias + shift(tok_mean, 1 / (k * share))) / norms[:, None, None, None]
+    scale = norms[:, None]
+    zeros = torch.zeros_like(out.attn_bias)
+    return Decomposition(
+        heads=heads / scale[:, :, None, None],
+        mlps=mlps / scale[:, :, None],
+        embed=embed / scale,
+        biases=zeros,
+        const=torch.zeros_like(folded.b),
+        norms=norms,
+        convention="official",
+        tokens=tokens,
+    )
+
+
+def decompose(
+    bb: Backbone,
+    images: Tensor,
+    convention: str = "exact",
+    token_layers: Sequence[int] | None = None,
+    batch_size: int = 64,
+) -> Decomposition:
+    """Decompose the embeddings of ``images`` [N, 3, H, W] (already preprocessed) into direct parts."""
+    if convention not in CONVENTIONS:
+        raise EditclipError(f"convention {convention!r} is unknown; choose one of {CONVENTIONS}")
+    if images.ndim != 4:
+        raise EditclipError(f"images must be a [N, 3, H, W] tensor; got shape {list(images.shape)}")
+    chunks = []
+    for start in range(0, images.shape[0], batch_size):
+        batch = images[start : start + batch_size].to(bb.device)
+        out = run(bb.visual, batch, token_layers=token_layers or ())
+        chunks.append(from_vit_output(out, convention))
+    return Decomposition.concat(chunks)

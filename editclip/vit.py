@@ -1,0 +1,267 @@
+"""One instrumented forward of open_clip's VisionTransformer, written from its parameters.
+
+It returns the pooled image embedding (equal to ``model.encode_image``) and, on request, the direct
+contribution of every part of the CLS residual stream, mapped to the output space through the
+linearised ln_post: a residual-space vector ``c`` becomes ``c @ G / sigma`` with
+``G = P diag(gamma) proj`` (``P`` centres over the width), ``sigma`` the per-image ln_post scale. These
+are the parts of the ``exact`` convention; :mod:`editclip.decompose` derives the ``official`` one from
+them and the raw means that are returned alongside.
+
+Cost: the layers run with fused scaled-dot-product attention as usual. A head's CLS part needs only
+the CLS row of the attention *output* (already computed); per-source-token parts need the CLS row of
+the attention *weights* ([N, H, T]), never the full [N, H, T, T] matrix.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .errors import EditclipError
+
+
+@dataclass
+class FoldedWeights:
+    """Per-layer matrices that map a head's attention output straight to the output space (fp32)."""
+
+    G: Tensor  # [W, D]   P diag(gamma) proj
+    g: Tensor  # [D]      gamma @ proj  (output direction of a constant shift of the residual)
+    b: Tensor  # [D]      beta @ proj   (the ln_post bias term)
+    head_maps: list[Tensor]  # per layer [H, hd, D]: W_O^h^T diag(ls_1) G
+    head_mean_vecs: list[Tensor]  # per layer [H, hd]: (W_O^h^T ls_1) / W, so o_h . it = mean of the head's output
+    attn_bias: Tensor  # [L, W]  ls_1 * b_O, the out_proj bias in the residual stream
+    ln_post_eps: float
+    versions: tuple[int, ...] = field(default=(), repr=False)
+
+
+@dataclass
+class VitOutput:
+    """What one instrumented forward returns. Parts are fp32, in the `exact` convention.
+
+    ``*_mean`` are the means over the width of the same parts in the residual stream (before ln_post),
+    which the `official` convention needs.
+    """
+
+    embedding: Tensor  # [N, D]  == model.encode_image(images)
+    ln_mean: Tensor | None = None  # [N]  ln_post mean mu of the final CLS residual
+    ln_std: Tensor | None = None  # [N]  ln_post scale sigma = sqrt(var + eps)
+    heads: Tensor | None = None  # [N, L, H, D]
+    head_means: Tensor | None = None  # [N, L, H]
+    mlps: Tensor | None = None  # [N, L, D]
+    mlp_means: Tensor | None = None  # [N, L]
+    embed: Tensor | None = None  # [N, D]  ln_pre(r_0)[CLS]
+    embed_mean: Tensor | None = None  # [N]
+    attn_bias: Tensor | None = None  # [N, L, D]  out_proj bias of each layer
+    attn_bias_mean: Tensor | None = None  # [L]
+    tokens: dict[int, Tensor] = field(default_factory=dict)  # {layer: [N, H, T, D]} per source token
+    token_means: dict[int, Tensor] = field(default_factory=dict)  # {layer: [N, H, T]}
+    token_sum: Tensor | None = None  # [N, T, D]  sum over chosen layers and heads (token_reduce="sum")
+    token_sum_mean: Tensor | None = None  # [N, T]
+    folded: FoldedWeights | None = None
+
+
+_FOLD_CACHE: weakref.WeakKeyDictionary[nn.Module, FoldedWeights] = weakref.WeakKeyDictionary()
+
+
+def _param_versions(visual: nn.Module) -> tuple[int, ...]:
+    return tuple(p._version for p in visual.parameters()) + tuple(p.data_ptr() for p in visual.parameters())
+
+
+def _blocks(visual: nn.Module) -> nn.ModuleList:
+    return visual.transformer.resblocks
+
+
+def _layer_scale(block: nn.Module, name: str, width: int, device: torch.device) -> Tensor:
+    scale = getattr(block, name, None)
+    gamma = getattr(scale, "gamma", None)
+    return gamma.detach().float() if gamma is not None else torch.ones(width, device=device)
+
+
+@torch.no_grad()
+def fold_weights(visual: nn.Module) -> FoldedWeights:
+    """Precompute (and cache per tower, until its parameters change) the output-space maps of every head."""
+    versions = _param_versions(visual)
+    cached = _FOLD_CACHE.get(visual)
+    if cached is not None and cached.versions == versions:
+        return cached
+    width = visual.class_embedding.shape[-1]
+    device = visual.class_embedding.device
+    gamma = visual.ln_post.weight.detach().float()
+    beta = visual.ln_post.bias.detach().float()
+    proj = visual.proj.detach().float() if visual.proj is not None else torch.eye(width, device=device)
+    centred = proj * gamma[:, None]
+    G = centred - centred.mean(dim=0, keepdim=True)  # P diag(gamma) proj, P = I - 11^T / W
+    head_maps, head_mean_vecs, biases = [], [], []
+    for block in _blocks(visual):
+        heads = block.attn.num_heads
+        w_o = block.attn.out_proj.weight.detach().float()  # [W, W]: output rows, head-major input columns
+        ls_1 = _layer_scale(block, "ls_1", width, device)
+        head_maps.append((w_o.t() @ (ls_1[:, None] * G)).reshape(heads, width // heads, -1))
+        head_mean_vecs.append((w_o.t() @ ls_1 / width).reshape(heads, width // heads))
+        bias = block.attn.out_proj.bias
+        biases.append(ls_1 * bias.detach().float() if bias is not None else torch.zeros(width, device=device))
+    folded = FoldedWeights(
+        G=G,
+        g=gamma @ proj,
+        b=beta @ proj,
+        head_maps=head_maps,
+        head_mean_vecs=head_mean_vecs,
+        attn_bias=torch.stack(biases),
+        ln_post_eps=visual.ln_post.eps,
+        versions=versions,
+    )
+    _FOLD_CACHE[visual] = folded
+    return folded
+
+
+def _layer_norm(x: Tensor, module: nn.Module) -> Tensor:
+    """LayerNorm in fp32, cast back (open_clip's LayerNormFp32)."""
+    weight = module.weight.float() if module.weight is not None else None
+    bias = module.bias.float() if module.bias is not None else None
+    return F.layer_norm(x.float(), module.normalized_shape, weight, bias, module.eps).to(x.dtype)
+
+
+def _activation(block: nn.Module, x: Tensor) -> Tensor:
+    act = block.mlp[1]
+    if type(act).__name__ == "QuickGELU":
+        return x * torch.sigmoid(1.702 * x)
+    return F.gelu(x, approximate=getattr(act, "approximate", "none"))
+
+
+def _embed(visual: nn.Module, images: Tensor) -> Tensor:
+    weight = visual.conv1.weight
+    expected = visual.image_size if isinstance(visual.image_size, tuple) else (visual.image_size,) * 2
+    if tuple(images.shape[-2:]) != tuple(expected) or images.ndim != 4 or images.shape[1] != 3:
+        raise EditclipError(
+            f"images must be [N, 3, {expected[0]}, {expected[1]}] for this model; got {list(images.shape)}"
+        )
+    x = F.conv2d(images.to(weight.dtype), weight, visual.conv1.bias, stride=visual.conv1.stride)
+    x = x.flatten(2).transpose(1, 2)  # [N, grid*grid, W]
+    cls = visual.class_embedding.to(x.dtype).expand(x.shape[0], 1, -1)
+    x = torch.cat([cls, x], dim=1) + visual.positional_embedding.to(x.dtype)
+    if isinstance(visual.ln_pre, nn.LayerNorm):
+        x = _layer_norm(x, visual.ln_pre)
+    return x
+
+
+@torch.no_grad()
+def run(
+    visual: nn.Module,
+    images: Tensor,
+    *,
+    parts: bool = True,
+    token_layers: Sequence[int] = (),
+    token_reduce: str = "none",
+    token_head_mask: Tensor | None = None,
+) -> VitOutput:
+    """Run the image tower on ``images`` [N, 3, H, W], capturing direct parts when asked.
+
+    Args:
+        parts: capture per-head, MLP, embedding and bias parts at CLS, and the ln_post statistics.
+        token_layers: layers whose heads' CLS outputs are also split over source tokens.
+        token_reduce: ``"none"`` keeps ``tokens[layer]`` [N, H, T, D]; ``"sum"`` only accumulates
+            ``token_sum`` [N, T, D] over the chosen layers and heads, so memory stays O(N T D).
+        token_head_mask: [L, H] bool, the heads summed when ``token_reduce="sum"`` (default all).
+    """
+    if token_reduce not in ("none", "sum"):
+        raise EditclipError(f"token_reduce must be 'none' or 'sum', got {token_reduce!r}")
+    blocks = _blocks(visual)
+    n_layers = len(blocks)
+    token_layers = sorted(set(token_layers))
+    for layer in token_layers:
+        if not 0 <= layer < n_layers:
+            raise EditclipError(f"token layer {layer} is out of range; this model has layers 0..{n_layers - 1}")
+    capture = parts or bool(token_layers)
+    folded = fold_weights(visual) if capture else None
+
+    x = _embed(visual, images)
+    n, t, width = x.shape
+    out = VitOutput(embedding=torch.empty(0))
+    if parts:
+        out.embed = x[:, 0].float() @ folded.G
+        out.embed_mean = x[:, 0].float().mean(-1)
+        heads_acc, head_means, mlps_acc, mlp_means = [], [], [], []
+    if token_reduce == "sum" and token_layers:
+        out.token_sum = torch.zeros(n, t, folded.G.shape[1], device=x.device)
+        out.token_sum_mean = torch.zeros(n, t, device=x.device)
+
+    for layer, block in enumerate(blocks):
+        heads = block.attn.num_heads
+        head_dim = width // heads
+        h = _layer_norm(x, block.ln_1)
+        qkv = F.linear(h, block.attn.in_proj_weight, block.attn.in_proj_bias)
+        q, k, v = qkv.view(n, t, 3, heads, head_dim).permute(2, 0, 3, 1, 4).unbind(0)  # [N, H, T, hd]
+        attn = F.scaled_dot_product_attention(q, k, v)  # [N, H, T, hd]
+        o = F.linear(attn.transpose(1, 2).reshape(n, t, width), block.attn.out_proj.weight, block.attn.out_proj.bias)
+        if hasattr(block, "ls_1") and not isinstance(block.ls_1, nn.Identity):
+            o = o * block.ls_1.gamma
+        x = x + o
+        if parts:
+            cls_heads = attn[:, :, 0].float()  # [N, H, hd]
+            heads_acc.append(torch.einsum("nhk,hkd->nhd", cls_heads, folded.head_maps[layer]))
+            head_means.append(torch.einsum("nhk,hk->nh", cls_heads, folded.head_mean_vecs[layer]))
+        if layer in token_layers:
+            _capture_tokens(out, layer, q, k, v, folded, token_reduce, token_head_mask)
+        hidden = F.linear(_layer_norm(x, block.ln_2), block.mlp.c_fc.weight, block.mlp.c_fc.bias)
+        m = F.linear(_activation(block, hidden), block.mlp.c_proj.weight, block.mlp.c_proj.bias)
+        if hasattr(block, "ls_2") and not isinstance(block.ls_2, nn.Identity):
+            m = m * block.ls_2.gamma
+        x = x + m
+        if parts:
+            mlps_acc.append(m[:, 0].float() @ folded.G)
+            mlp_means.append(m[:, 0].float().mean(-1))
+
+    cls = x[:, 0]
+    pooled = _layer_norm(cls, visual.ln_post)
+    out.embedding = (pooled @ visual.proj if visual.proj is not None else pooled).float()
+    if not capture:
+        return out
+    r = cls.float()
+    out.ln_mean = r.mean(-1)
+    out.ln_std = torch.sqrt(r.var(-1, unbiased=False) + folded.ln_post_eps)
+    inv = (1.0 / out.ln_std)[:, None]
+    out.folded = folded
+    if parts:
+        out.embed = out.embed * inv
+        out.heads = torch.stack(heads_acc, 1) * inv[:, :, None, None]
+        out.head_means = torch.stack(head_means, 1)
+        out.mlps = torch.stack(mlps_acc, 1) * inv[:, :, None]
+        out.mlp_means = torch.stack(mlp_means, 1)
+        out.attn_bias = (folded.attn_bias @ folded.G)[None] * inv[:, :, None]
+        out.attn_bias_mean = folded.attn_bias.mean(-1)
+    for layer in out.tokens:
+        out.tokens[layer] = out.tokens[layer] * inv[:, :, None, None]
+    if out.token_sum is not None:
+        out.token_sum = out.token_sum * inv[:, :, None]
+    return out
+
+
+def _capture_tokens(
+    out: VitOutput,
+    layer: int,
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    folded: FoldedWeights,
+    token_reduce: str,
+    head_mask: Tensor | None,
+) -> None:
+    """Split each head's CLS output over source tokens: a[h, t] * W_O^h v_t^h (unscaled by sigma)."""
+    scale = q.shape[-1] ** -0.5
+    logits = torch.einsum("nhk,nhtk->nht", q[:, :, 0].float(), k.float()) * scale
+    weights = logits.softmax(-1)  # [N, H, T], the CLS row of the attention only
+    if token_reduce == "sum" and head_mask is not None:
+        weights = weights * head_mask[layer].to(weights)[None, :, None]
+    weighted_v = v.float() * weights[..., None]  # [N, H, T, hd]
+    means = torch.einsum("nhtk,hk->nht", weighted_v, folded.head_mean_vecs[layer])
+    if token_reduce == "sum":
+        out.token_sum += torch.einsum("nhtk,hkd->ntd", weighted_v, folded.head_maps[layer])
+        out.token_sum_mean += means.sum(1)
+    else:
+        out.tokens[layer] = torch.einsum("nhtk,hkd->nhtd", weighted_v, folded.head_maps[layer])
+        out.token_means[layer] = means
