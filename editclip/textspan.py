@@ -173,15 +173,14 @@ def _textspan_chunk(
     else:
         q = r.expand(scatter.shape[0], -1, -1).clone()
     ref = r.square().sum(-1)  # [M] original squared norms
-    h = q @ scatter  # [B, M, D] kept equal to Q S as Q is deflated
+    var = ((q @ scatter) * q).sum(-1)  # [B, M] q^T S q: variance (times N-1) of the data along q
+    norm2 = q.square().sum(-1)  # [B, M]
     rows = torch.arange(q.shape[0], device=q.device)
     taken = torch.zeros(q.shape[:2], dtype=torch.bool, device=q.device)
     tol = _MIN_RESIDUAL[q.dtype]
 
     indices, gains, basis = [], [], []
     for step in range(m):
-        var = (h * q).sum(-1)  # [B, M] q^T S q: variance (times N-1) of the data along q
-        norm2 = q.square().sum(-1)
         score = var / norm2 if variant == "paper" else var
         score = score.masked_fill(taken | (norm2 <= tol * ref), -torch.inf)
         best = score.argmax(-1)  # [B]
@@ -195,12 +194,15 @@ def _textspan_chunk(
         u = q[rows, best]
         u = u / u.norm(dim=-1, keepdim=True)  # [B, D] next basis vector
         su = (scatter @ u[..., None])[..., 0]  # [B, D]
-        qu = (q @ u[..., None])[..., 0]  # [B, M]
-        h -= qu[..., None] * su[:, None, :]
-        q -= qu[..., None] * u[:, None, :]
+        gain = (u * su).sum(-1)  # [B] u^T S u
+        qu, qsu = (q @ torch.stack((u, su), -1)).unbind(-1)  # [B, M] each: q.u and q.Su
+        # Deflating q by u: (q - (q.u) u)^T S (q - (q.u) u) and |q - (q.u) u|^2, without another pass.
+        var += qu * (qu * gain[:, None] - 2 * qsu)
+        norm2 -= qu.square()
+        q.baddbmm_(qu[..., None], u[:, None, :], alpha=-1)
         taken[rows, best] = True
         indices.append(best)
-        gains.append((u * su).sum(-1))
+        gains.append(gain)
         basis.append(u)
 
     gained = torch.stack(gains, 1).clamp_min(0).cumsum(1)
@@ -219,7 +221,7 @@ def _default_device() -> torch.device:
 
 
 def _auto_chunk(n_img: int, n_txt: int, dim: int, dtype: torch.dtype, device: torch.device) -> int:
-    """How many heads fit together: the data copy, Q and QS, and a few D x D matrices per head."""
-    per_head = (n_img * dim + 2 * n_txt * dim + 4 * dim * dim) * torch.finfo(dtype).bits // 8
+    """How many heads fit together: the data copy, then the deflated texts (and one temporary) per head."""
+    per_head = (max(n_img, 2 * n_txt) * dim + 4 * dim * dim) * torch.finfo(dtype).bits // 8
     budget = torch.cuda.mem_get_info(device)[0] // 2 if device.type == "cuda" else 2 << 30
     return max(1, int(budget // per_head))
