@@ -156,6 +156,7 @@ def load(
         raise EditclipError("give a model name (e.g. 'ViT-B-16'), or checkpoint= with config=")
     if name not in open_clip.list_models():
         raise EditclipError(f"unknown open_clip model {name!r}; known ones include {_some_models()}")
+    check_config(open_clip.get_model_config(name), name)
     _warn_quickgelu_mismatch(name, pretrained)
     try:
         model = open_clip.create_model(name, pretrained=pretrained, device=device, precision=precision)
@@ -294,6 +295,41 @@ def _finish(
     preprocess = image_transform_v2(PreprocessCfg(**pp), is_train=False)
     source = {**source, "preprocess_cfg": pp}
     return Backbone(model, tokenizer, preprocess, read_shape(model, model_id), model_id, pretrained, source)
+
+
+_CFG_REASONS = {
+    "qk_norm": "qk-norm attention (its attention logits are not a plain softmax of q.k)",
+    "scaled_cosine_attn": "scaled-cosine attention",
+    "scale_heads": "per-head output scaling",
+    "scale_attn_inner": "an inner LayerNorm after attention, which mixes the heads",
+    "scale_attn": "a LayerNorm after attention, which mixes the heads",
+    "scale_fc": "an inner MLP LayerNorm",
+}
+
+
+def check_config(model_cfg: dict[str, Any], model_id: str) -> None:
+    """Refuse, before building or downloading anything, configs whose image tower editclip cannot split."""
+    vision = model_cfg.get("vision_cfg", {})
+    if "multimodal_cfg" in model_cfg:
+        raise UnsupportedModelError(f"model {model_id!r}: CoCa models have an attention-pooled image tower")
+    if vision.get("timm_model_name"):
+        raise UnsupportedModelError(
+            f"model {model_id!r}: the image tower is the timm model {vision['timm_model_name']!r} (EVA, SigLIP, "
+            "ConvNeXt, ...); editclip decomposes open_clip's own VisionTransformer, whose parameter names it reads"
+        )
+    if isinstance(vision.get("layers"), (list, tuple)):
+        raise UnsupportedModelError(
+            f"model {model_id!r}: the image tower is a ResNet; it has no attention heads to split"
+        )
+    if vision.get("attentional_pool"):
+        raise UnsupportedModelError(f"model {model_id!r}: the image tower is attention-pooled, not CLS-pooled")
+    if vision.get("pool_type", "tok") != "tok":
+        raise UnsupportedModelError(
+            f"model {model_id!r}: the image tower pools with {vision['pool_type']!r}, not the class token"
+        )
+    for key, reason in _CFG_REASONS.items():
+        if vision.get(key):
+            raise UnsupportedModelError(f"model {model_id!r}: the image tower uses {reason}")
 
 
 def _check_supported(model: nn.Module, model_id: str) -> None:

@@ -1,0 +1,78 @@
+"""Argument groups shared by several sub-commands: which model, which data."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from ..backbone import Backbone, load
+from ..data import FORMATS, ImageDataset, load_dataset
+from ..errors import EditclipError
+
+
+def add_model_args(parser: argparse.ArgumentParser, required: bool = True) -> None:
+    """--model/--pretrained, or --checkpoint/--model-config, or --toyworld; --device, --precision."""
+    group = parser.add_argument_group("model")
+    group.add_argument("--model", help="open_clip model name, e.g. ViT-B-16 (or the architecture of --checkpoint)")
+    group.add_argument("--pretrained", help="open_clip pretrained tag or checkpoint path; omit for random weights")
+    group.add_argument("--checkpoint", help="local checkpoint (.safetensors, .pt, .bin)")
+    group.add_argument("--model-config", help="open_clip model-config JSON for --checkpoint (custom architectures)")
+    group.add_argument("--toyworld", action="store_true", help="the tiny CLIP shipped with editclip")
+    group.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ... (default cpu)")
+    group.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "bf16"))
+    parser.set_defaults(_model_required=required)
+
+
+def backbone_from_args(args: argparse.Namespace) -> Backbone:
+    """Load the model the arguments name, with a clear error when they name none or conflict."""
+    if args.toyworld:
+        if args.model or args.checkpoint or args.pretrained:
+            raise EditclipError("--toyworld takes no --model, --pretrained or --checkpoint")
+        from ..toyworld import load as load_toyworld
+
+        return load_toyworld(device=args.device)
+    if args.checkpoint:
+        if args.pretrained:
+            raise EditclipError("give either --pretrained or --checkpoint, not both")
+        return load(args.model, checkpoint=args.checkpoint, config=args.model_config, device=args.device,
+                    precision=args.precision)  # fmt: skip
+    if args.model_config and not args.model:
+        return load(config=args.model_config, device=args.device, precision=args.precision)
+    if not args.model:
+        raise EditclipError(
+            "name a model: --model NAME [--pretrained TAG], --checkpoint PATH --model-config JSON, or --toyworld"
+        )
+    return load(args.model, pretrained=args.pretrained, device=args.device, precision=args.precision)
+
+
+def add_data_args(parser: argparse.ArgumentParser, prefix: str = "", required: bool = True) -> None:
+    """--data ROOT [--format] [--split] [--max-images]."""
+    group = parser.add_argument_group("data")
+    group.add_argument(f"--{prefix}data", required=required, help="Waterbirds root, CSV manifest or image folder")
+    group.add_argument(f"--{prefix}format", default="auto", choices=FORMATS)
+    group.add_argument(f"--{prefix}split", help="train, val, test (or 0, 1, 2) for metadata.csv datasets")
+    group.add_argument(f"--{prefix}max-images", type=int, help="use only the first N images")
+
+
+def dataset_from_args(args: argparse.Namespace, prefix: str = "") -> ImageDataset:
+    """The dataset the --data arguments name."""
+    key = prefix.replace("-", "_")
+    return load_dataset(
+        getattr(args, f"{key}data"),
+        format=getattr(args, f"{key}format"),
+        split=getattr(args, f"{key}split"),
+        max_images=getattr(args, f"{key}max_images"),
+    )
+
+
+def parse_shard(text: str | None) -> tuple[int, int]:
+    """``K/N`` -> (K, N); without it, the torchrun rank and world size (or 0/1)."""
+    if text is None:
+        return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    try:
+        k, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise EditclipError(f"--shard {text!r}: expected K/N, e.g. 0/4") from None
+    if not 0 <= k < n:
+        raise EditclipError(f"--shard {text!r}: need 0 <= K < N")
+    return k, n

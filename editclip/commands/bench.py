@@ -1,0 +1,44 @@
+"""``editclip bench ...``: benchmarks that print ratios measured in one run."""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+from .._bench import format_table, measure
+from ..names import parse_layers
+from ..vit import run as run_vit
+from ._common import add_model_args, backbone_from_args
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("bench", help="benchmarks (throughput ratios measured in one run)")
+    bench = parser.add_subparsers(dest="bench", metavar="WHAT", required=True)
+    p = bench.add_parser("decompose", help="decomposition throughput vs plain encode_image")
+    add_model_args(p)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--token-layers", default="last:4", help="layers with per-token parts (default last:4)")
+    p.add_argument("--repeats", type=int, default=5)
+    p.set_defaults(func=run_decompose)
+
+
+def run_decompose(args: argparse.Namespace) -> int:
+    bb = backbone_from_args(args)
+    torch.manual_seed(0)
+    size = bb.shape.image_size
+    images = torch.randn(args.batch_size, 3, *size, device=bb.device, dtype=bb.dtype)
+    token_layers = parse_layers(args.token_layers, bb.shape.layers)
+    variants = {
+        "open_clip encode_image": lambda: bb.model.encode_image(images),
+        "decompose: CLS parts": lambda: run_vit(bb.visual, images),
+        f"decompose: + tokens of {len(token_layers)} layers": lambda: run_vit(
+            bb.visual, images, token_layers=token_layers
+        ),
+    }
+    with torch.no_grad():
+        timings = measure(variants, args.batch_size, bb.device, repeats=args.repeats)
+    print(f"{bb.model_id} batch {args.batch_size} on {bb.device} ({torch.get_num_threads()} threads), "
+          f"median of {args.repeats}:")  # fmt: skip
+    print(format_table(timings, baseline="open_clip encode_image"))
+    return 0

@@ -1,0 +1,60 @@
+"""``editclip decompose``: decompose a dataset into a store on disk."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..decompose import CONVENTIONS
+from ..errors import EditclipError
+from ..names import parse_layers
+from ..store import decompose_dataset
+from ._common import add_data_args, add_model_args, backbone_from_args, dataset_from_args, parse_shard
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "decompose",
+        help="split a dataset's image embeddings into per-head / MLP direct parts, stored on disk",
+        description="Decompose every image of a dataset into a resumable store (safetensors chunks + meta.json).",
+    )
+    add_model_args(parser)
+    add_data_args(parser)
+    parser.add_argument("--out", required=True, help="store folder (created; an interrupted run resumes)")
+    parser.add_argument("--convention", default="exact", choices=CONVENTIONS)
+    parser.add_argument("--token-layers", help="also store per-source-token parts of these layers (e.g. last:4)")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--chunk-size", type=int, default=256, help="images per chunk file")
+    parser.add_argument("--dtype", default="float32", choices=("float32", "float16"), help="storage dtype")
+    parser.add_argument("--shard", help="K/N: compute every N-th chunk starting at K (default: torchrun rank)")
+    parser.add_argument("--workers", type=int, default=0, help="image-loading worker processes")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.batch_size <= 0 or args.chunk_size <= 0:
+        raise EditclipError("--batch-size and --chunk-size must be positive")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise EditclipError(f"--out {str(out)!r} exists and is not a folder")
+    shard = parse_shard(args.shard)
+    dataset = dataset_from_args(args)
+    bb = backbone_from_args(args)
+    token_layers = parse_layers(args.token_layers, bb.shape.layers) if args.token_layers else []
+    store = decompose_dataset(
+        bb,
+        dataset,
+        out,
+        convention=args.convention,
+        token_layers=token_layers,
+        batch_size=args.batch_size,
+        chunk_size=args.chunk_size,
+        dtype=args.dtype,
+        shard=shard,
+        workers=args.workers,
+    )
+    missing = store.missing_chunks()
+    state = "complete" if not missing else f"{len(missing)} chunks left for other shards"
+    print(f"{store.root}: {store.count} images of {dataset.name} ({dataset.split or 'all'}), "
+          f"{bb.model_id}, convention {args.convention}: {state}")  # fmt: skip
+    return 0

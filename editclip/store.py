@@ -1,0 +1,367 @@
+"""A decomposition of a whole dataset on disk: safetensors chunks plus one JSON metadata file.
+
+Layout of a store folder::
+
+    meta.json                   model, weights fingerprint, convention, dataset, ids, columns...
+    const.safetensors           the image-independent term ``const`` [D]
+    chunks/chunk-00000.safetensors   heads [n,L,H,D], mlps [n,L,D], embed, biases, norms, embedding,
+                                     tokens_L{l} [n,H,T,D] when token layers were asked for
+
+Chunk i holds images [i*chunk_size, (i+1)*chunk_size). Each chunk is written to a temporary file and
+renamed, so a chunk file is either whole or absent: an interrupted run resumes by computing the missing
+chunks, and several processes (``--shard K/N``, torchrun ranks) fill one store by taking every N-th
+chunk. Reading memory-maps the chunk files and copies only the slices asked for.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import save_file
+from torch import Tensor
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from ._io import atomic_path, write_json
+from .backbone import Backbone
+from .backbone import load as load_model
+from .data import ImageDataset
+from .decompose import Decomposition, from_vit_output
+from .errors import EditclipError
+from .vit import fold_weights, run
+
+FORMAT_VERSION = 1
+PART_FIELDS = ("heads", "mlps", "embed", "biases", "norms", "embedding")
+_NP_DTYPES = {"F32": np.float32, "F16": np.float16, "I64": np.int64}
+# Fields that must agree for a run to continue an existing store.
+_RESUME_KEYS = ("fingerprint", "convention", "dataset", "count", "ids", "chunk_size", "token_layers", "dtype")
+
+
+def _mmap_safetensors(path: Path) -> dict[str, np.ndarray]:
+    """Memory-map every tensor of a safetensors file as a numpy array (no copy)."""
+    with path.open("rb") as handle:
+        header_len = int.from_bytes(handle.read(8), "little")
+        header = json.loads(handle.read(header_len))
+    arrays = {}
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        dtype = _NP_DTYPES.get(info["dtype"])
+        if dtype is None:
+            raise EditclipError(f"{str(path)!r}: tensor {name!r} has dtype {info['dtype']}, which stores do not use")
+        start, stop = info["data_offsets"]
+        count = (stop - start) // np.dtype(dtype).itemsize
+        arrays[name] = np.memmap(path, dtype=dtype, mode="r", offset=8 + header_len + start, shape=(count,)).reshape(
+            info["shape"]
+        )
+    return arrays
+
+
+@dataclass
+class DecompositionStore:
+    """A decomposition store folder (see the module docstring)."""
+
+    root: Path
+    meta: dict[str, Any]
+
+    # ----- opening and creating -------------------------------------------------------------------
+    @classmethod
+    def open(cls, root: str | os.PathLike[str]) -> DecompositionStore:
+        """Open an existing store for reading."""
+        root = Path(root)
+        meta_path = root / "meta.json"
+        if not meta_path.is_file():
+            raise EditclipError(
+                f"{str(root)!r} is not a decomposition store (no meta.json); make one with `editclip decompose`"
+            )
+        meta = json.loads(meta_path.read_text())
+        if meta.get("format_version") != FORMAT_VERSION:
+            raise EditclipError(
+                f"store {str(root)!r} has format {meta.get('format_version')}; this editclip reads {FORMAT_VERSION}"
+            )
+        return cls(root, meta)
+
+    @classmethod
+    def create_or_resume(cls, root: str | os.PathLike[str], meta: dict[str, Any], const: Tensor) -> DecompositionStore:
+        """Start a store, or continue one that was made by the same model on the same data."""
+        root = Path(root)
+        meta = {"format_version": FORMAT_VERSION, **meta}
+        if (root / "meta.json").is_file():
+            store = cls.open(root)
+            for key in _RESUME_KEYS:
+                if store.meta.get(key) != meta.get(key):
+                    raise EditclipError(
+                        f"{str(root)!r} holds another decomposition ({key!r} differs); choose another --out, "
+                        "or delete that folder yourself"
+                    )
+            return store
+        if root.exists() and any(root.iterdir()):
+            raise EditclipError(f"{str(root)!r} exists and is not a decomposition store; choose an empty or new folder")
+        (root / "chunks").mkdir(parents=True, exist_ok=True)
+        with atomic_path(root / "const.safetensors") as tmp:
+            save_file({"const": const.float().contiguous().cpu()}, str(tmp))
+        write_json(root / "meta.json", meta)  # last: its presence marks a store
+        return cls(root, meta)
+
+    # ----- layout ---------------------------------------------------------------------------------
+    @property
+    def count(self) -> int:
+        return int(self.meta["count"])
+
+    @property
+    def chunk_size(self) -> int:
+        return int(self.meta["chunk_size"])
+
+    @property
+    def n_chunks(self) -> int:
+        return -(-self.count // self.chunk_size)
+
+    @property
+    def ids(self) -> list[str]:
+        return list(self.meta["ids"])
+
+    @property
+    def convention(self) -> str:
+        return str(self.meta["convention"])
+
+    @property
+    def token_layers(self) -> list[int]:
+        return list(self.meta.get("token_layers") or [])
+
+    def chunk_path(self, index: int) -> Path:
+        return self.root / "chunks" / f"chunk-{index:05d}.safetensors"
+
+    def chunk_range(self, index: int) -> range:
+        return range(index * self.chunk_size, min((index + 1) * self.chunk_size, self.count))
+
+    def missing_chunks(self) -> list[int]:
+        return [i for i in range(self.n_chunks) if not self.chunk_path(i).is_file()]
+
+    @property
+    def complete(self) -> bool:
+        return not self.missing_chunks()
+
+    def column(self, name: str) -> np.ndarray:
+        """Integer label/group column per stored image (e.g. ``y``, ``place``)."""
+        columns = self.meta.get("columns", {})
+        if name not in columns:
+            raise EditclipError(f"store {str(self.root)!r} has no column {name!r}; it has {sorted(columns)}")
+        return np.asarray(columns[name], dtype=np.int64)
+
+    def image_path(self, index: int) -> Path:
+        """Path of the stored image ``index``."""
+        return Path(self.meta["paths"][index])
+
+    # ----- writing --------------------------------------------------------------------------------
+    def write_chunk(self, index: int, d: Decomposition, embedding: Tensor) -> None:
+        """Write chunk ``index`` atomically."""
+        dtype = {"float32": torch.float32, "float16": torch.float16}[self.meta["dtype"]]
+        tensors = {
+            "heads": d.heads,
+            "mlps": d.mlps,
+            "embed": d.embed,
+            "biases": d.biases,
+            "norms": d.norms,
+            "embedding": embedding,
+        }
+        tensors.update({f"tokens_L{layer}": t for layer, t in d.tokens.items()})
+        tensors = {k: v.detach().to("cpu", dtype).contiguous() for k, v in tensors.items()}
+        with atomic_path(self.chunk_path(index)) as tmp:
+            save_file(tensors, str(tmp))
+
+    # ----- reading --------------------------------------------------------------------------------
+    def _require_complete(self) -> None:
+        missing = self.missing_chunks()
+        if missing:
+            raise EditclipError(
+                f"store {str(self.root)!r} is incomplete: {len(missing)} of {self.n_chunks} chunks missing "
+                f"(e.g. {missing[:5]}); run the same `editclip decompose` command again to finish it"
+            )
+
+    def const(self) -> Tensor:
+        return torch.from_numpy(np.array(_mmap_safetensors(self.root / "const.safetensors")["const"]))
+
+    def read(self, name: str, index: Sequence[Any] | None = None, rows: Iterable[int] | None = None) -> Tensor:
+        """One field as a float32 tensor, optionally sliced per image with ``index`` (e.g. ``(slice(None), 11)``).
+
+        ``rows`` picks images (default all). Only the slices asked for are copied out of the mapped files.
+        """
+        self._require_complete()
+        order = None
+        wanted = None
+        if rows is not None:
+            requested = np.asarray(list(rows), dtype=np.int64)
+            if requested.size and (requested.min() < 0 or requested.max() >= self.count):
+                raise EditclipError(
+                    f"row indices must be in 0..{self.count - 1}; got {requested.min()}..{requested.max()}"
+                )
+            order = np.argsort(requested, kind="stable")
+            wanted = requested[order]  # gather in ascending order, then restore the caller's order
+        pieces = []
+        for chunk in range(self.n_chunks):
+            span = self.chunk_range(chunk)
+            local = None
+            if wanted is not None:
+                local = wanted[(wanted >= span.start) & (wanted < span.stop)] - span.start
+                if local.size == 0:
+                    continue
+            arrays = _mmap_safetensors(self.chunk_path(chunk))
+            if name not in arrays:
+                raise EditclipError(f"store {str(self.root)!r} has no field {name!r}; it has {sorted(arrays)}")
+            array = arrays[name] if local is None else arrays[name][local]
+            if index is not None:
+                array = array[(slice(None), *index)]
+            pieces.append(torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32)))
+        gathered = torch.cat(pieces)
+        if order is None:
+            return gathered
+        out = torch.empty_like(gathered)
+        out[torch.from_numpy(order)] = gathered
+        return out
+
+    def load(self, rows: Iterable[int] | None = None, token_layers: Sequence[int] = ()) -> Decomposition:
+        """The stored decomposition (all images, or ``rows``) in memory."""
+        rows = None if rows is None else list(rows)
+        missing = [layer for layer in token_layers if layer not in self.token_layers]
+        if missing:
+            raise EditclipError(
+                f"store {str(self.root)!r} has no per-token parts for layers {missing}; it has {self.token_layers}"
+            )
+        return Decomposition(
+            heads=self.read("heads", rows=rows),
+            mlps=self.read("mlps", rows=rows),
+            embed=self.read("embed", rows=rows),
+            biases=self.read("biases", rows=rows),
+            const=self.const(),
+            norms=self.read("norms", rows=rows),
+            convention=self.convention,
+            tokens={layer: self.read(f"tokens_L{layer}", rows=rows) for layer in token_layers},
+        )
+
+    def describe(self) -> dict[str, Any]:
+        """Provenance for reports: model, fingerprint, dataset, split, count, convention."""
+        keys = ("model", "fingerprint", "dataset", "count", "convention")
+        return {k: self.meta.get(k) for k in keys} | {"path": str(self.root)}
+
+
+def model_source(bb: Backbone) -> dict[str, Any]:
+    """How to load ``bb`` again (stored in meta.json and in compiled edits)."""
+    src = bb.source
+    out = {
+        "name": bb.model_id,
+        "precision": {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}[bb.dtype],
+    }
+    if src.get("checkpoint"):
+        out |= {"checkpoint": str(Path(src["checkpoint"]).resolve()), "config": src.get("config")}
+    else:
+        out |= {"pretrained": src.get("pretrained")}
+    return out
+
+
+def load_backbone(
+    source: dict[str, Any], device: str | torch.device = "cpu", fingerprint: str | None = None
+) -> Backbone:
+    """Load the model described by :func:`model_source`; refuse other weights than ``fingerprint``."""
+    if source.get("checkpoint"):
+        bb = load_model(
+            checkpoint=source["checkpoint"],
+            config=source.get("config"),
+            device=device,
+            precision=source.get("precision", "fp32"),
+        )
+    else:
+        bb = load_model(
+            source["name"],
+            pretrained=source.get("pretrained"),
+            device=device,
+            precision=source.get("precision", "fp32"),
+        )
+    if fingerprint is not None and bb.fingerprint != fingerprint:
+        raise EditclipError(
+            f"the weights of {source.get('name')!r} now have fingerprint {bb.fingerprint}, not {fingerprint} as "
+            "recorded; the checkpoint changed (or pretrained=None gave new random weights)"
+        )
+    return bb
+
+
+def backbone_for_store(store: DecompositionStore, device: str | torch.device = "cpu") -> Backbone:
+    """The model a store was made with, checked against the store's weights fingerprint."""
+    return load_backbone(store.meta["model"], device, store.meta["fingerprint"])
+
+
+def decompose_dataset(
+    bb: Backbone,
+    dataset: ImageDataset,
+    out: str | os.PathLike[str],
+    *,
+    convention: str = "exact",
+    token_layers: Sequence[int] = (),
+    batch_size: int = 32,
+    chunk_size: int = 256,
+    dtype: str = "float32",
+    shard: tuple[int, int] = (0, 1),
+    workers: int = 0,
+) -> DecompositionStore:
+    """Decompose every image of ``dataset`` into the store at ``out``; resumes an interrupted run.
+
+    ``shard=(k, n)`` computes only chunks with index % n == k, so n processes fill one store.
+    """
+    if dtype not in ("float32", "float16"):
+        raise EditclipError(f"store dtype {dtype!r} is not supported; choose float32 or float16")
+    if not 0 <= shard[0] < shard[1]:
+        raise EditclipError(f"shard {shard[0]}/{shard[1]} is invalid: need 0 <= K < N")
+    if chunk_size % batch_size and batch_size < chunk_size:
+        chunk_size = max(batch_size, chunk_size // batch_size * batch_size)
+    bad = [layer for layer in token_layers if not 0 <= layer < bb.shape.layers]
+    if bad:
+        raise EditclipError(f"token layers {bad} are out of range; this model has layers 0..{bb.shape.layers - 1}")
+    meta = {
+        "model": model_source(bb),
+        "fingerprint": bb.fingerprint,
+        "shape": bb.shape.as_dict(),
+        "convention": convention,
+        "dataset": dataset.describe(),
+        "count": len(dataset),
+        "chunk_size": chunk_size,
+        "token_layers": sorted(token_layers),
+        "dtype": dtype,
+        "ids": dataset.ids,
+        "paths": [str(p.resolve()) for p in dataset.paths],
+        "columns": {k: v.tolist() for k, v in dataset.columns.items()},
+        "train_group_counts": _train_counts(dataset),
+    }
+    store = DecompositionStore.create_or_resume(out, meta, fold_weights(bb.visual).b)
+    todo = [i for i in store.missing_chunks() if i % shard[1] == shard[0]]
+    images = dataset.with_transform(bb.preprocess)
+    progress = tqdm(total=sum(len(store.chunk_range(i)) for i in todo), desc="decompose", unit="img")
+    for chunk in todo:
+        subset = images.subset(list(store.chunk_range(chunk)))
+        loader = DataLoader(subset, batch_size=batch_size, num_workers=workers)
+        parts, embeddings = [], []
+        for batch, _ in loader:
+            out_ = run(bb.visual, batch.to(bb.device), token_layers=token_layers)
+            parts.append(from_vit_output(out_, convention))
+            embeddings.append(out_.embedding)
+            progress.update(batch.shape[0])
+        store.write_chunk(chunk, Decomposition.concat(parts), torch.cat(embeddings))
+    progress.close()
+    return store
+
+
+def _train_counts(dataset: ImageDataset) -> dict[str, dict[str, int]]:
+    """Training-split group sizes of each pair of integer columns, for adjusted averages."""
+    names = [c for c in dataset.columns if c not in ("split", "img_id")]
+    out: dict[str, dict[str, int]] = {}
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            counts = dataset.group_counts((a, b))
+            if counts:
+                out[f"{a},{b}"] = {f"{k[0]},{k[1]}": v for k, v in counts.items()}
+    return out
