@@ -1,0 +1,302 @@
+"""Zero-shot classification and per-group metrics: the numbers an edit is judged by.
+
+The group report follows the WILDS conventions for spurious-correlation benchmarks such as Waterbirds:
+``acc_avg`` (over images), ``acc_wg`` (the group with the lowest accuracy, not the smallest group),
+``adj_acc_avg`` (group accuracies weighted by the training split's group sizes) and one
+``acc_<group>`` per group, where a group is named by its column values: ``y:0_place:1``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from open_clip.zero_shot_metadata import OPENAI_IMAGENET_TEMPLATES, SIMPLE_IMAGENET_TEMPLATES
+from tqdm.auto import tqdm
+
+from ._io import save_figure
+from .backbone import Backbone
+from .errors import EditclipError
+from .spec import TEMPLATE_SETS
+
+Template = str | Callable[[str], str]
+
+_TEMPLATES: dict[str, Sequence[Template]] = dict(
+    zip(TEMPLATE_SETS, (OPENAI_IMAGENET_TEMPLATES, SIMPLE_IMAGENET_TEMPLATES), strict=True)
+)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Zero-shot classification
+
+
+def resolve_templates(templates: str | Sequence[Template]) -> list[Template]:
+    """A template-set name (``openai_imagenet``, ``simple_imagenet``: open_clip's lists) or the templates
+    themselves: format strings with one ``{}`` or callables of the class name."""
+    if isinstance(templates, str):
+        if templates not in _TEMPLATES:
+            raise EditclipError(f"unknown template set {templates!r}; choose one of {', '.join(_TEMPLATES)}")
+        return list(_TEMPLATES[templates])
+    templates = list(templates)
+    if not templates:
+        raise EditclipError("no templates: give at least one, e.g. 'a photo of a {}.'")
+    for template in templates:
+        if isinstance(template, str) and template.count("{}") != 1:
+            raise EditclipError(f"template {template!r} needs exactly one '{{}}' for the class name")
+    return templates
+
+
+@torch.no_grad()
+def zero_shot_classifier(
+    bb: Backbone,
+    classes: Sequence[str],
+    templates: str | Sequence[Template] = "openai_imagenet",
+    batch_size: int = 256,
+) -> torch.Tensor:
+    """[C, D] unit class embeddings: every prompt embedded and normalised, averaged over the templates,
+    renormalised. The same weights as ``open_clip.build_zero_shot_classifier`` (which returns [D, C])."""
+    if len(classes) < 1:
+        raise EditclipError("no classes to classify into")
+    prompts = resolve_templates(templates)
+    texts = [t.format(c) if isinstance(t, str) else t(c) for c in classes for t in prompts]
+    starts = range(0, len(texts), batch_size)
+    chunks = [
+        F.normalize(bb.encode_text(texts[i : i + batch_size]).float(), dim=-1)
+        for i in tqdm(starts, desc="class prompts", unit="batch", disable=len(starts) < 2, leave=False)
+    ]
+    per_prompt = torch.cat(chunks).reshape(len(classes), len(prompts), -1)
+    return F.normalize(per_prompt.mean(dim=1), dim=-1)
+
+
+def predict(embeddings: torch.Tensor, classifier: torch.Tensor) -> torch.Tensor:
+    """[N] class index of each [N, D] image embedding under a [C, D] classifier (largest cosine)."""
+    return (embeddings.float() @ classifier.float().T).argmax(dim=-1)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Per-group metrics
+
+
+@dataclass(frozen=True)
+class GroupStat:
+    """One group: its column values, name, image count, correct predictions and training-split size."""
+
+    key: tuple[Any, ...]
+    name: str
+    count: int
+    correct: int
+    train_count: int | None = None
+
+    @property
+    def acc(self) -> float:
+        """Accuracy in this group (0..1)."""
+        return self.correct / self.count
+
+
+@dataclass(frozen=True)
+class GroupReport:
+    """Accuracy per group and over groups for one model on one dataset; accuracies are fractions."""
+
+    columns: tuple[str, ...]
+    groups: tuple[GroupStat, ...]
+
+    @property
+    def count(self) -> int:
+        """Number of images."""
+        return sum(g.count for g in self.groups)
+
+    @property
+    def acc_avg(self) -> float:
+        """Accuracy over all images."""
+        return sum(g.correct for g in self.groups) / self.count
+
+    @property
+    def worst(self) -> GroupStat:
+        """The group with the lowest accuracy (the first in key order on ties)."""
+        return min(self.groups, key=lambda g: g.acc)
+
+    @property
+    def acc_wg(self) -> float:
+        """Worst-group accuracy."""
+        return self.worst.acc
+
+    @property
+    def acc_mean_group(self) -> float:
+        """Mean of the group accuracies (each group counts once, whatever its size)."""
+        return sum(g.acc for g in self.groups) / len(self.groups)
+
+    @property
+    def adj_acc_avg(self) -> float | None:
+        """Group accuracies weighted by the training split's group sizes (None without those sizes).
+
+        Training groups absent from this data are left out and the weights renormalised.
+        """
+        weights = [g.train_count or 0 for g in self.groups]
+        if sum(weights) == 0:
+            return None
+        return sum(w * g.acc for w, g in zip(weights, self.groups, strict=True)) / sum(weights)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Flat WILDS-style metrics: acc_avg, acc_wg, worst_group, acc_mean_group, adj_acc_avg (when the
+        training sizes are known), count, and acc_<group> / count_<group> per group."""
+        out: dict[str, Any] = {
+            "acc_avg": self.acc_avg,
+            "acc_wg": self.acc_wg,
+            "worst_group": self.worst.name,
+            "acc_mean_group": self.acc_mean_group,
+        }
+        if self.adj_acc_avg is not None:
+            out["adj_acc_avg"] = self.adj_acc_avg
+        out["count"] = self.count
+        for g in self.groups:
+            out[f"acc_{g.name}"] = g.acc
+            out[f"count_{g.name}"] = g.count
+        return out
+
+    def table(self) -> str:
+        """A plain-text table of this report (accuracies in %)."""
+        return format_table({"acc %": self})
+
+
+def group_metrics(
+    pred: Any,
+    label: Any,
+    groups: Mapping[str, Any],
+    train_group_counts: Mapping[tuple[Any, ...], int] | None = None,
+) -> GroupReport:
+    """Per-group accuracy of predictions `pred` against `label` (both [N], arrays or tensors).
+
+    `groups` maps column names to [N] values; a group is one combination of values, in the order of
+    the columns. `train_group_counts` ({(value, ...): images}, e.g. from
+    ``ImageDataset.group_counts(columns)``) gives the weights of the adjusted average.
+    """
+    if not groups:
+        raise EditclipError("group metrics need at least one group column (e.g. the label)")
+    pred_a, label_a = _flat(pred, "pred"), _flat(label, "label")
+    columns = {name: _flat(values, name) for name, values in groups.items()}
+    for name, values in [("label", label_a), *columns.items()]:
+        if len(values) != len(pred_a):
+            raise EditclipError(f"{name} has {len(values)} values but there are {len(pred_a)} predictions")
+    if len(pred_a) == 0:
+        raise EditclipError("no predictions to evaluate")
+    keys = list(zip(*([_scalar(v) for v in values] for values in columns.values()), strict=True))
+    correct = (pred_a == label_a).tolist()
+    tally: dict[tuple[Any, ...], list[int]] = {}
+    for key, ok in zip(keys, correct, strict=True):
+        counts = tally.setdefault(key, [0, 0])
+        counts[0] += 1
+        counts[1] += int(ok)
+    train = {tuple(_scalar(v) for v in k): int(n) for k, n in (train_group_counts or {}).items()}
+    stats = tuple(
+        GroupStat(key, group_name(columns, key), n, ok, train.get(key))
+        for key, (n, ok) in sorted(tally.items(), key=lambda item: _order(item[0]))
+    )
+    return GroupReport(tuple(columns), stats)
+
+
+def group_name(columns: Sequence[str], key: Sequence[Any]) -> str:
+    """``y:0_place:1`` for columns (y, place) and values (0, 1)."""
+    return "_".join(f"{c}:{v}" for c, v in zip(columns, key, strict=True))
+
+
+def _flat(values: Any, what: str) -> np.ndarray:
+    if isinstance(values, torch.Tensor):
+        values = values.detach().cpu().numpy()
+    array = np.asarray(values)
+    if array.ndim != 1:
+        raise EditclipError(f"{what} must be one value per image (1-D), got shape {array.shape}")
+    return array
+
+
+def _order(key: tuple[Any, ...]) -> list[tuple[str, Any]]:
+    """Sort key for group keys: by value, values of different types kept apart instead of compared."""
+    return [(type(v).__name__, v) for v in key]
+
+
+def _scalar(value: Any) -> Any:
+    """Plain Python values for group keys: numpy scalars unwrapped, whole floats made ints."""
+    value = value.item() if isinstance(value, np.generic) else value
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+# ---------------------------------------------------------------------------------------------------
+# Tables and plots
+
+
+def format_table(reports: Mapping[str, GroupReport]) -> str:
+    """Side-by-side text table of several reports on the same data (e.g. baseline and edited), in %."""
+    if not reports:
+        raise EditclipError("no reports to tabulate")
+    names = _group_names(reports)
+    counts = {g.name: g.count for r in reports.values() for g in r.groups}
+    rows: list[list[str]] = [["group", "count", *reports]]
+    for name in names:
+        rows.append([name, str(counts[name]), *(_pct(_acc_of(r, name)) for r in reports.values())])
+    first = next(iter(reports.values()))
+    rows.append(["average", str(first.count), *(_pct(r.acc_avg) for r in reports.values())])
+    rows.append(["mean per group", "", *(_pct(r.acc_mean_group) for r in reports.values())])
+    rows.append(["worst group", "", *(f"{_pct(r.acc_wg)} ({r.worst.name})" for r in reports.values())])
+    if any(r.adj_acc_avg is not None for r in reports.values()):
+        rows.append(["adjusted average", "", *(_pct(r.adj_acc_avg) for r in reports.values())])
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = [
+        "  ".join(
+            cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths, strict=True))
+        )
+        for row in rows
+    ]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def plot_groups(reports: Mapping[str, GroupReport], path: str | Path, title: str | None = None) -> None:
+    """Bar chart PNG of per-group, average and worst-group accuracy, one bar per report side by side
+    (e.g. baseline and edited), saved atomically."""
+    from matplotlib.figure import Figure
+
+    if not reports:
+        raise EditclipError("no reports to plot")
+    names = _group_names(reports)
+    counts = {g.name: g.count for r in reports.values() for g in r.groups}
+    ticks = [f"{n}\n(n={counts[n]})" for n in names] + ["average", "worst group"]
+    fig = Figure(figsize=(max(6.0, 0.55 * len(ticks) * (len(reports) + 1)), 4.5))
+    ax = fig.add_subplot()
+    width = 0.8 / len(reports)
+    x = np.arange(len(ticks))
+    for i, (label, report) in enumerate(reports.items()):
+        values = [_acc_of(report, n) for n in names] + [report.acc_avg, report.acc_wg]
+        heights = [0.0 if v is None else 100 * v for v in values]
+        texts = ["" if v is None else f"{h:.1f}" for h, v in zip(heights, values, strict=True)]
+        texts[-1] += f"\n{report.worst.name}"
+        bars = ax.bar(x + (i - (len(reports) - 1) / 2) * width, heights, width, label=label)
+        ax.bar_label(bars, labels=texts, fontsize=7, padding=2)
+    ax.set_xticks(x, ticks, fontsize=8)
+    ax.axvline(len(names) - 0.5, color="0.6", linewidth=0.8, linestyle="--")
+    ax.set_ylim(0, 122)
+    ax.set_yticks(range(0, 101, 20))
+    ax.set_ylabel("accuracy (%)")
+    ax.legend(loc="upper center", ncol=len(reports), fontsize=8, frameon=False)
+    if title:
+        ax.set_title(title)
+    save_figure(fig, path)
+
+
+def _group_names(reports: Mapping[str, GroupReport]) -> list[str]:
+    seen: dict[str, tuple[Any, ...]] = {}
+    for report in reports.values():
+        for g in report.groups:
+            seen.setdefault(g.name, g.key)
+    return sorted(seen, key=lambda n: _order(seen[n]))
+
+
+def _acc_of(report: GroupReport, name: str) -> float | None:
+    return next((g.acc for g in report.groups if g.name == name), None)
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f}"
