@@ -52,6 +52,7 @@ _POOL_DIR = Path(__file__).parent / "pools"
 _TOYWORLD_CONFIG = Path(__file__).parent / "toyworld" / "assets" / "config.json"
 _LAYER_PIECE_RE = re.compile(r"^(all|last:[1-9]\d*|L\d+(-\d+)?)$")
 _HEAD_PATTERN = r"^L\d+\.H\d+$"
+_CHECKPOINT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -290,6 +291,13 @@ class ModelSpec(_Strict):
     )
     toyworld: bool = Field(False, description="Use editclip's shipped toy-world CLIP (nothing else may be given).")
     precision: Literal["fp32", "fp16", "bf16"] = Field("fp32", description="Precision the model is loaded in.")
+
+    @field_validator("pretrained")
+    @classmethod
+    def _check_pretrained(cls, pretrained: str | None) -> str | None:
+        if pretrained and pretrained.endswith(_CHECKPOINT_SUFFIXES) and not Path(pretrained).is_file():
+            raise ValueError(f"checkpoint {pretrained} does not exist")
+        return pretrained
 
     @field_validator("config")
     @classmethod

@@ -161,6 +161,8 @@ MALFORMED: list[tuple[str, Callable[[dict[str, Any]], None], str, str]] = [
      "elsewhere does not exist"),
     ("missing checkpoint", _set("model", {"checkpoint": "w.safetensors", "config": "tiny.json"}), "model.checkpoint",
      "w.safetensors does not exist"),
+    ("missing pretrained file", _set("model", {"name": "ViT-B-32", "pretrained": "weights/b32.pt"}),
+     "model.pretrained", "checkpoint weights/b32.pt does not exist"),
     ("bad Waterbirds split", _set("calibration.data.split", "valid"), "calibration.data.split",
      "unknown Waterbirds split 'valid'"),
     ("unknown label column", _set("evaluate.label", "label"), "evaluate.label", "no column 'label' in wb/metadata.csv"),
