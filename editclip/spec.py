@@ -816,11 +816,7 @@ class EditSpec(_Strict):
     def json_schema(cls) -> dict[str, Any]:
         """JSON Schema (draft 2020-12) of the spec file, for editors and documentation."""
         schema = cls.model_json_schema()
-        return {
-            **schema,
-            "$schema": "https://json-schema.org/draft/2020-12/schema",
-            "title": "editclip edit spec",
-        }
+        return {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema, "title": "editclip edit spec"}
 
     # -- checks that need the model's shape ---------------------------------------------------------
 
