@@ -1,0 +1,132 @@
+"""EditedCLIP: an open_clip model whose image embedding has some direct parts replaced (the paper's semantics).
+
+For an image x with unedited embedding z (exact convention, see :mod:`editclip.decompose`), every edited
+part c(x) is swapped for an affine function of itself, computed from the parts captured in one
+instrumented forward with the unedited pass's ln_post scale:
+
+    z'(x) = z(x) - sum_edited c(x) + sum_edited (A c(x) + beta)
+
+Mean-ablation is A = 0, beta = E[c]; projecting onto a subspace with orthogonal projector P is
+A = P, beta = (I - P) E[c] (the mean is kept, the variation outside the span is removed); projecting
+away from it is A = I - P, beta = P E[c]. Indirect effects (what a head writes that later layers read)
+are untouched: that is what the ``weights`` target of :mod:`editclip.compile` changes instead.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .errors import EditclipError
+from .vit import run
+
+
+@dataclass
+class EditTensors:
+    """The tensors of a compiled edit. Heads are flat indices ``layer * n_heads + head``."""
+
+    ablate_heads: Tensor  # [Ka] long
+    ablate_head_means: Tensor  # [Ka, D]
+    project_heads: Tensor  # [Kp] long
+    project_linear: Tensor  # [Kp, D, D]  A (row-vector convention: c' = c @ A + beta)
+    project_offset: Tensor  # [Kp, D]     beta
+    ablate_mlps: Tensor  # [Km] long
+    ablate_mlp_means: Tensor  # [Km, D]
+    ablate_biases: Tensor  # [Kb] long  layers whose out_proj bias part is replaced by its mean
+    ablate_bias_means: Tensor  # [Kb, D]
+    ablate_embed: Tensor  # [] bool
+    embed_mean: Tensor  # [D]
+
+    @classmethod
+    def empty(cls, dim: int) -> EditTensors:
+        """No edit at all (the identity)."""
+        long = torch.zeros(0, dtype=torch.long)
+        return cls(long, torch.zeros(0, dim), long, torch.zeros(0, dim, dim), torch.zeros(0, dim), long,
+                   torch.zeros(0, dim), long, torch.zeros(0, dim), torch.tensor(False), torch.zeros(dim))  # fmt: skip
+
+    def to_dict(self) -> dict[str, Tensor]:
+        """Flat name -> tensor mapping (safetensors-ready)."""
+        return {f.name: getattr(self, f.name).contiguous() for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, tensors: dict[str, Tensor]) -> EditTensors:
+        missing = [f.name for f in fields(cls) if f.name not in tensors]
+        if missing:
+            raise EditclipError(f"edit tensors are missing {missing}")
+        return cls(**{f.name: tensors[f.name] for f in fields(cls)})
+
+    def apply(self, z: Tensor, heads: Tensor, mlps: Tensor, biases: Tensor, embed: Tensor) -> Tensor:
+        """Edited embeddings from unedited ones and their exact-convention parts.
+
+        z [N, D]; heads [N, L, H, D]; mlps [N, L, D]; biases [N, L, D]; embed [N, D].
+        """
+        flat = heads.flatten(1, 2)  # [N, L*H, D]
+        delta = torch.zeros_like(z)
+        if self.ablate_heads.numel():
+            delta = delta + (self.ablate_head_means[None] - flat[:, self.ablate_heads]).sum(1)
+        if self.project_heads.numel():
+            parts = flat[:, self.project_heads]  # [N, Kp, D]
+            replaced = torch.einsum("nkd,kde->nke", parts, self.project_linear) + self.project_offset[None]
+            delta = delta + (replaced - parts).sum(1)
+        if self.ablate_mlps.numel():
+            delta = delta + (self.ablate_mlp_means[None] - mlps[:, self.ablate_mlps]).sum(1)
+        if self.ablate_biases.numel():
+            delta = delta + (self.ablate_bias_means[None] - biases[:, self.ablate_biases]).sum(1)
+        if bool(self.ablate_embed):
+            delta = delta + (self.embed_mean[None] - embed)
+        return z + delta
+
+    def to(self, device: torch.device | str) -> EditTensors:
+        return EditTensors(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
+
+
+class EditedCLIP(nn.Module):
+    """An open_clip CLIP with direct-effect edits on its image tower; behaves like the open_clip model."""
+
+    def __init__(self, model: nn.Module, edits: EditTensors) -> None:
+        super().__init__()
+        self.model = model
+        for f in fields(edits):
+            self.register_buffer(f.name, getattr(edits, f.name).to(model.visual.conv1.weight.device), persistent=True)
+
+    @property
+    def visual(self) -> nn.Module:
+        return self.model.visual
+
+    @property
+    def logit_scale(self) -> Tensor:
+        return self.model.logit_scale
+
+    @property
+    def edits(self) -> EditTensors:
+        return EditTensors(**{f.name: getattr(self, f.name) for f in fields(EditTensors)})
+
+    def encode_image(self, image: Tensor, normalize: bool = False) -> Tensor:
+        """[N, D] edited image embeddings (fp32)."""
+        out = run(self.model.visual, image)
+        z = self.edits.apply(out.embedding, out.heads, out.mlps, out.attn_bias, out.embed)
+        return F.normalize(z, dim=-1) if normalize else z
+
+    def encode_text(self, text: Tensor, normalize: bool = False) -> Tensor:
+        return self.model.encode_text(text, normalize=normalize)
+
+    def forward(self, image: Tensor | None = None, text: Tensor | None = None) -> tuple[Tensor | None, ...]:
+        """(image_features, text_features, logit_scale), unit-normalised, like open_clip's CLIP.forward."""
+        image_features = self.encode_image(image, normalize=True) if image is not None else None
+        text_features = self.encode_text(text, normalize=True) if text is not None else None
+        return image_features, text_features, self.model.logit_scale.exp()
+
+
+class ImageEncoder(nn.Module):
+    """The image path alone (what ONNX export takes): images -> embeddings, optionally unit-normalised."""
+
+    def __init__(self, model: nn.Module, normalize: bool = False) -> None:
+        super().__init__()
+        self.model = model
+        self.normalize = normalize
+
+    def forward(self, image: Tensor) -> Tensor:
+        return self.model.encode_image(image, normalize=self.normalize).float()
