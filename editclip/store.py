@@ -226,6 +226,16 @@ class DecompositionStore:
         out[torch.from_numpy(order)] = gathered
         return out
 
+    def mean(self, name: str) -> Tensor:
+        """Mean of one field over all images, streamed chunk by chunk (float64 accumulation)."""
+        self._require_complete()
+        total = None
+        for chunk in range(self.n_chunks):
+            array = _mmap_safetensors(self.chunk_path(chunk))[name]
+            part = torch.from_numpy(np.asarray(array, dtype=np.float64)).sum(0)
+            total = part if total is None else total + part
+        return (total / self.count).float()
+
     def load(self, rows: Iterable[int] | None = None, token_layers: Sequence[int] = ()) -> Decomposition:
         """The stored decomposition (all images, or ``rows``) in memory."""
         rows = None if rows is None else list(rows)

@@ -62,6 +62,8 @@ class VitOutput:
     token_means: dict[int, Tensor] = field(default_factory=dict)  # {layer: [N, H, T]}
     token_sum: Tensor | None = None  # [N, T, D]  sum over chosen layers and heads (token_reduce="sum")
     token_sum_mean: Tensor | None = None  # [N, T]
+    head_outputs: Tensor | None = None  # [N, L, H, hd]  raw CLS attention outputs before out_proj (cls_raw)
+    mlp_outputs: Tensor | None = None  # [N, L, W]  raw CLS MLP outputs in the residual stream (cls_raw)
     folded: FoldedWeights | None = None
 
 
@@ -158,6 +160,7 @@ def run(
     token_layers: Sequence[int] = (),
     token_reduce: str = "none",
     token_head_mask: Tensor | None = None,
+    cls_raw: bool = False,
 ) -> VitOutput:
     """Run the image tower on ``images`` [N, 3, H, W], capturing direct parts when asked.
 
@@ -167,6 +170,8 @@ def run(
         token_reduce: ``"none"`` keeps ``tokens[layer]`` [N, H, T, D]; ``"sum"`` only accumulates
             ``token_sum`` [N, T, D] over the chosen layers and heads, so memory stays O(N T D).
         token_head_mask: [L, H] bool, the heads summed when ``token_reduce="sum"`` (default all).
+        cls_raw: also return the raw CLS head outputs (before out_proj) and MLP outputs, which the
+            weights target of an edit needs to patch out_proj and c_proj.
     """
     if token_reduce not in ("none", "sum"):
         raise EditclipError(f"token_reduce must be 'none' or 'sum', got {token_reduce!r}")
@@ -186,6 +191,7 @@ def run(
         out.embed = x[:, 0].float() @ folded.G
         out.embed_mean = x[:, 0].float().mean(-1)
         heads_acc, head_means, mlps_acc, mlp_means = [], [], [], []
+    raw_heads, raw_mlps = [], []
     if token_reduce == "sum" and token_layers:
         out.token_sum = torch.zeros(n, t, folded.G.shape[1], device=x.device)
         out.token_sum_mean = torch.zeros(n, t, device=x.device)
@@ -205,6 +211,8 @@ def run(
             cls_heads = attn[:, :, 0].float()  # [N, H, hd]
             heads_acc.append(torch.einsum("nhk,hkd->nhd", cls_heads, folded.head_maps[layer]))
             head_means.append(torch.einsum("nhk,hk->nh", cls_heads, folded.head_mean_vecs[layer]))
+        if cls_raw:
+            raw_heads.append(attn[:, :, 0].float())
         if layer in token_layers:
             _capture_tokens(out, layer, q, k, v, folded, token_reduce, token_head_mask)
         hidden = F.linear(_layer_norm(x, block.ln_2), block.mlp.c_fc.weight, block.mlp.c_fc.bias)
@@ -212,6 +220,8 @@ def run(
         if hasattr(block, "ls_2") and not isinstance(block.ls_2, nn.Identity):
             m = m * block.ls_2.gamma
         x = x + m
+        if cls_raw:
+            raw_mlps.append(m[:, 0].float())
         if parts:
             mlps_acc.append(m[:, 0].float() @ folded.G)
             mlp_means.append(m[:, 0].float().mean(-1))
@@ -219,6 +229,8 @@ def run(
     cls = x[:, 0]
     pooled = _layer_norm(cls, visual.ln_post)
     out.embedding = (pooled @ visual.proj if visual.proj is not None else pooled).float()
+    if cls_raw:
+        out.head_outputs, out.mlp_outputs = torch.stack(raw_heads, 1), torch.stack(raw_mlps, 1)
     if not capture:
         return out
     r = cls.float()

@@ -1,0 +1,260 @@
+"""Compile an edit spec into an edited model: the spec's edits + calibration statistics -> CompiledEdit.
+
+Statistics (part means, TextSpan bases) come from a decomposition of the calibration images in the
+``exact`` convention, cached as a decomposition store keyed by the weights fingerprint and the images.
+
+Two targets:
+
+- ``wrapper``: :class:`~editclip.edited.EditedCLIP`, the paper's direct-effect semantics.
+- ``weights``: a patched open_clip state dict, where a head's own output is changed at *every token*
+  (total effect): with o_h the head's attention output (before out_proj, head_dim wide) and mu_o its
+  calibration mean at CLS, the head outputs ``o_h A + mu_o (I - A)``. Mean-ablation is A = 0; a
+  projection with output-space projector P uses A = M P M^+ (M = the head's map from o_h to the
+  output space, M^+ its pseudo-inverse), the closest head_dim-space map. This is folded into
+  out_proj: ``W_O[:, h] <- W_O[:, h] A^T`` and ``b_O += W_O[:, h] (I - A)^T mu_o``. An MLP's ablation
+  sets c_proj to output its CLS mean everywhere. The embedding term and the out_proj biases are
+  constants in the residual stream, so their ablation changes no weight. Because later layers read
+  the changed outputs too, this differs from the direct semantics: :meth:`CompiledEdit.fidelity`
+  measures by how much.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from .backbone import Backbone
+from .data import ImageDataset, load_dataset
+from .edited import EditedCLIP, EditTensors
+from .errors import EditclipError
+from .names import parse_head, parse_mlp
+from .spec import DataSpec, EditSpec, MeanAblate, Project
+from .store import DecompositionStore, decompose_dataset, model_source
+from .text import cache_root, encode_texts, load_pool
+from .textspan import textspan
+from .vit import fold_weights, run
+
+
+@dataclass
+class CompiledEdit:
+    """An edit ready to apply: its tensors, the spec, where the statistics came from, the base weights."""
+
+    tensors: EditTensors
+    spec: EditSpec
+    backbone: Backbone
+    provenance: dict[str, Any]
+    fingerprint: str
+    convention: str = "exact"
+    raw_stats: dict[str, Tensor] = field(default_factory=dict, repr=False)  # for the weights target
+    head_edits: dict[tuple[int, int], Tensor] = field(default_factory=dict, repr=False)  # output-space A
+
+    def wrapper(self) -> EditedCLIP:
+        """The edited model with direct-effect semantics."""
+        return EditedCLIP(self.backbone.model, self.tensors)
+
+    def metadata(self) -> dict[str, str]:
+        """String metadata for artifacts: spec, provenance, convention, base model and fingerprint."""
+        return {
+            "editclip_spec": self.spec.to_yaml(),
+            "editclip_provenance": json.dumps(self.provenance),
+            "editclip_convention": self.convention,
+            "editclip_base_model": json.dumps(model_source(self.backbone)),
+            "editclip_base_fingerprint": self.fingerprint,
+            "editclip_target": self.spec.target,
+        }
+
+    def patched_state_dict(self) -> dict[str, Tensor]:
+        """A stock open_clip state dict whose heads and MLPs carry the edit at every token (total effect)."""
+        if not self.raw_stats:
+            raise EditclipError("this compiled edit has no raw calibration statistics; compile with target weights")
+        bb = self.backbone
+        state = {k: v.detach().clone() for k, v in bb.model.state_dict().items()}
+        folded = fold_weights(bb.visual)
+        head_dim = bb.shape.head_dim
+        head_mean = self.raw_stats["head_outputs"]  # [L, H, hd]
+        prefix = "visual.transformer.resblocks"
+        for (layer, head), a_out in self.head_edits.items():
+            w_key, b_key = f"{prefix}.{layer}.attn.out_proj.weight", f"{prefix}.{layer}.attn.out_proj.bias"
+            w = state[w_key].float()
+            cols = slice(head * head_dim, (head + 1) * head_dim)
+            m = folded.head_maps[layer][head]  # [hd, D]
+            a = m @ a_out @ torch.linalg.pinv(m) if a_out.numel() else torch.zeros(head_dim, head_dim)
+            w_h = w[:, cols]
+            shift = (head_mean[layer, head] @ (torch.eye(head_dim) - a)) @ w_h.t()
+            state[b_key] = (state[b_key].float() + shift).to(state[b_key].dtype)
+            w[:, cols] = w_h @ a.t()
+            state[w_key] = w.to(state[w_key].dtype)
+        for layer in self.tensors.ablate_mlps.tolist():
+            w_key, b_key = f"{prefix}.{layer}.mlp.c_proj.weight", f"{prefix}.{layer}.mlp.c_proj.bias"
+            mean = self.raw_stats["mlp_outputs"][layer]
+            gamma_key = f"{prefix}.{layer}.ls_2.gamma"
+            if gamma_key in state:
+                mean = mean / state[gamma_key].float()
+            state[w_key] = torch.zeros_like(state[w_key])
+            state[b_key] = mean.to(state[b_key].dtype)
+        return state
+
+    def patched_model(self) -> torch.nn.Module:
+        """A copy of the base open_clip model with :meth:`patched_state_dict` loaded."""
+        import copy
+
+        model = copy.deepcopy(self.backbone.model)
+        model.load_state_dict(self.patched_state_dict())
+        return model.eval()
+
+    @torch.no_grad()
+    def fidelity(self, images: Tensor, batch_size: int = 32) -> dict[str, float]:
+        """How far the weights target is from the direct semantics on ``images``: cosine of embeddings."""
+        wrapper, patched = self.wrapper(), self.patched_model()
+        cos = []
+        for start in range(0, images.shape[0], batch_size):
+            batch = images[start : start + batch_size].to(self.backbone.device, self.backbone.dtype)
+            cos.append(F.cosine_similarity(wrapper.encode_image(batch), patched.encode_image(batch).float()))
+        cos_all = torch.cat(cos)
+        return {"cosine_mean": float(cos_all.mean()), "cosine_min": float(cos_all.min()), "images": len(cos_all)}
+
+
+def calibration_dataset(data: DataSpec, max_images: int | None) -> ImageDataset:
+    """The calibration images a spec names."""
+    return load_dataset(data.root, format=data.format, split=data.split, max_images=max_images)
+
+
+def calibration_store(
+    bb: Backbone, dataset: ImageDataset, cache_dir: str | Path | None = None, batch_size: int = 32
+) -> DecompositionStore:
+    """The exact-convention decomposition of ``dataset``, computed once and cached by weights and images."""
+    key = hashlib.sha256(json.dumps([bb.fingerprint, dataset.describe(), dataset.ids]).encode()).hexdigest()[:20]
+    root = Path(cache_dir) if cache_dir is not None else cache_root() / "stores"
+    return decompose_dataset(bb, dataset, root / f"{bb.fingerprint}-{key}", batch_size=batch_size)
+
+
+def compile_edit(
+    spec: EditSpec,
+    bb: Backbone,
+    store: DecompositionStore | None = None,
+    *,
+    cache_dir: str | Path | None = None,
+    batch_size: int = 32,
+) -> CompiledEdit:
+    """Compile ``spec`` for the model ``bb``; the calibration statistics come from ``store`` when given."""
+    shape = bb.shape
+    parts = spec.resolved_parts(shape.layers, shape.heads)
+    dataset = calibration_dataset(spec.calibration.data, spec.calibration.max_images)
+    if store is None:
+        store = calibration_store(bb, dataset, cache_dir, batch_size)
+    if store.meta["fingerprint"] != bb.fingerprint:
+        raise EditclipError(
+            f"calibration store {str(store.root)!r} was made with other weights ({store.meta['fingerprint']}, "
+            f"not {bb.fingerprint})"
+        )
+    if store.convention != "exact":
+        raise EditclipError(
+            f"calibration store {str(store.root)!r} uses the {store.convention!r} convention; edits need 'exact'"
+        )
+
+    dim = shape.embed_dim
+    head_means = store.mean("heads")  # [L, H, D]
+    ablate_heads, ablate_head_means, proj_heads, proj_linear, proj_offset = [], [], [], [], []
+    ablate_mlps, ablate_embed = [], False
+    head_edits: dict[tuple[int, int], Tensor] = {}
+    bases: dict[str, Any] = {}
+    for part in tqdm(parts, desc="compile", unit="part", disable=len(parts) < 8):
+        if part.part == "embed":
+            ablate_embed = True
+        elif part.part.endswith(".mlp"):
+            ablate_mlps.append(parse_mlp(part.part, shape.layers))
+        else:
+            ref = parse_head(part.part, shape.layers, shape.heads)
+            mean = head_means[ref.layer, ref.head]
+            if isinstance(part.action, MeanAblate):
+                ablate_heads.append(ref.layer * shape.heads + ref.head)
+                ablate_head_means.append(mean)
+                head_edits[(ref.layer, ref.head)] = torch.zeros(0)
+            else:
+                basis, info = _basis(bb, store, part.action, ref.layer, ref.head)
+                bases[part.part] = info
+                projector = basis.t() @ basis  # [D, D]
+                a = projector if part.action.mode == "onto" else torch.eye(dim) - projector
+                proj_heads.append(ref.layer * shape.heads + ref.head)
+                proj_linear.append(a)
+                proj_offset.append(mean - mean @ a)
+                head_edits[(ref.layer, ref.head)] = a
+    full_layers = sorted(
+        {i // shape.heads for i in ablate_heads if _all_heads(ablate_heads, i // shape.heads, shape.heads)}
+    )
+    bias_means = store.mean("biases")  # [L, D]
+    tensors = EditTensors(
+        ablate_heads=torch.tensor(ablate_heads, dtype=torch.long),
+        ablate_head_means=_stack(ablate_head_means, (0, dim)),
+        project_heads=torch.tensor(proj_heads, dtype=torch.long),
+        project_linear=_stack(proj_linear, (0, dim, dim)),
+        project_offset=_stack(proj_offset, (0, dim)),
+        ablate_mlps=torch.tensor(sorted(ablate_mlps), dtype=torch.long),
+        ablate_mlp_means=store.mean("mlps")[sorted(ablate_mlps)] if ablate_mlps else torch.zeros(0, dim),
+        ablate_biases=torch.tensor(full_layers, dtype=torch.long),
+        ablate_bias_means=bias_means[full_layers] if full_layers else torch.zeros(0, dim),
+        ablate_embed=torch.tensor(ablate_embed),
+        embed_mean=store.mean("embed"),
+    )
+    provenance = {
+        "calibration": store.meta["dataset"],
+        "calibration_count": store.count,
+        "store": str(store.root),
+        "bases": bases,
+    }
+    compiled = CompiledEdit(tensors, spec, bb, provenance, bb.fingerprint, head_edits=head_edits)
+    if spec.target == "weights":
+        compiled.raw_stats = raw_cls_means(bb, dataset, batch_size)
+    return compiled
+
+
+def _all_heads(flat_heads: list[int], layer: int, n_heads: int) -> bool:
+    return all(layer * n_heads + h in flat_heads for h in range(n_heads))
+
+
+def _stack(items: list[Tensor], empty_shape: tuple[int, ...]) -> Tensor:
+    return torch.stack(items).float() if items else torch.zeros(empty_shape)
+
+
+def _basis(bb: Backbone, store: DecompositionStore, action: Project, layer: int, head: int) -> tuple[Tensor, dict]:
+    """An orthonormal [m, D] basis for a projection, with a description of where it came from."""
+    source = action.basis
+    if source.texts is not None:
+        emb = encode_texts(bb, list(source.texts), progress=False)
+        q, r = torch.linalg.qr(emb.double().t())
+        keep = r.diagonal().abs() > 1e-6
+        return q.t()[keep].float(), {"texts": list(source.texts)}
+    ts = source.textspan
+    pool = load_pool(ts.pool)
+    if ts.m > len(pool):
+        raise EditclipError(f"TextSpan m={ts.m} is more than the {len(pool)} texts of pool {ts.pool!r}")
+    texts_emb = encode_texts(bb, pool)
+    data = store.read("heads", index=(layer, head))
+    result = textspan(data, texts_emb, m=ts.m, variant=ts.variant, texts=pool)
+    info = {"pool": ts.pool, "m": ts.m, "variant": ts.variant, "texts": result.texts,
+            "explained": float(result.explained[-1])}  # fmt: skip
+    return result.basis.float(), info
+
+
+@torch.no_grad()
+def raw_cls_means(bb: Backbone, dataset: ImageDataset, batch_size: int = 32) -> dict[str, Tensor]:
+    """Means over ``dataset`` of the raw CLS head outputs [L, H, hd] and MLP outputs [L, W] (weights target)."""
+    from torch.utils.data import DataLoader
+
+    loader = DataLoader(dataset.with_transform(bb.preprocess), batch_size=batch_size)
+    heads_sum, mlps_sum, count = None, None, 0
+    for images, _ in tqdm(loader, desc="calibration (raw)", unit="batch"):
+        out = run(bb.visual, images.to(bb.device), parts=False, cls_raw=True)
+        h, m = out.head_outputs.double().sum(0).cpu(), out.mlp_outputs.double().sum(0).cpu()
+        heads_sum = h if heads_sum is None else heads_sum + h
+        mlps_sum = m if mlps_sum is None else mlps_sum + m
+        count += images.shape[0]
+    return {"head_outputs": (heads_sum / count).float(), "mlp_outputs": (mlps_sum / count).float()}

@@ -1,0 +1,79 @@
+"""Shared fixtures: tiny random-weight CLIPs (with non-trivial biases and norms) and tiny datasets."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import save_file
+
+import editclip
+
+TINY_CONFIG = {
+    "embed_dim": 32,
+    "vision_cfg": {"image_size": 32, "layers": 4, "width": 64, "patch_size": 8, "head_width": 16},
+    "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 2},
+}
+
+
+def randomise(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """Give every bias, norm and layer-scale parameter non-default values, so bookkeeping is exercised."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("bias") or ".ln" in name or "ln_" in name or name.endswith("gamma"):
+                p.add_(torch.randn(p.shape, generator=gen).to(p) * 0.2)
+    return model
+
+
+@pytest.fixture(scope="session")
+def tiny_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A random-weight tiny CLIP written as (checkpoint.safetensors, config.json)."""
+    root = tmp_path_factory.mktemp("tiny-model")
+    config = root / "tiny.json"
+    config.write_text(json.dumps(TINY_CONFIG))
+    torch.manual_seed(0)
+    bb = editclip.load(config=config)
+    randomise(bb.model)
+    checkpoint = root / "tiny.safetensors"
+    save_file({k: v.contiguous() for k, v in bb.model.state_dict().items()}, str(checkpoint))
+    return checkpoint, config
+
+
+@pytest.fixture(scope="session")
+def tiny_bb(tiny_files: tuple[Path, Path]) -> editclip.Backbone:
+    checkpoint, config = tiny_files
+    return editclip.load(checkpoint=checkpoint, config=config)
+
+
+def write_waterbirds(root: Path, n_per_split: int = 16, size: int = 32, seed: int = 0) -> Path:
+    """A Waterbirds-layout folder of random images whose colour depends weakly on y and place."""
+    rng = np.random.default_rng(seed)
+    root.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for split in (0, 1, 2):
+        for i in range(n_per_split):
+            y, place = i % 2, (i // 2) % 2
+            pixels = rng.integers(0, 255, (size, size, 3)).astype(np.float32)
+            pixels[..., 0] = pixels[..., 0] * 0.5 + 120 * y
+            pixels[..., 2] = pixels[..., 2] * 0.5 + 120 * place
+            name = f"img/{split}_{i:03d}.png"
+            (root / "img").mkdir(exist_ok=True)
+            Image.fromarray(pixels.clip(0, 255).astype(np.uint8)).save(root / name)
+            rows.append({"img_id": len(rows), "img_filename": name, "y": y, "split": split, "place": place,
+                         "place_filename": "-"})  # fmt: skip
+    with (root / "metadata.csv").open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_waterbirds(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_waterbirds(tmp_path_factory.mktemp("wb") / "waterbirds")
