@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 from ._io import atomic_path
 from .backbone import Backbone
 from .errors import EditclipError
+from .evaluate import Template, resolve_templates
 
 # Shipped pools: name -> file inside the package.
 POOLS: dict[str, str] = {
@@ -33,7 +34,7 @@ def cache_root() -> Path:
 def encode_texts(
     bb: Backbone,
     texts: Sequence[str],
-    templates: Sequence[str] | None = None,
+    templates: str | Sequence[Template] | None = None,
     batch_size: int = 256,
     cache_dir: str | os.PathLike[str] | None = None,
     *,
@@ -42,39 +43,36 @@ def encode_texts(
 ) -> Tensor:
     """Unit text embeddings [M, D] float32 (CPU) of `texts` under `bb`'s text tower.
 
-    With `templates` (format strings with one ``{}``, e.g. ``"a photo of a {}."``) each text is
-    embedded once per template, the unit embeddings are averaged and the mean is renormalised, as
-    zero-shot classifiers do. Results are cached as safetensors under `cache_dir` (default
-    ``cache_root()/text``), keyed by the weights fingerprint and a sha256 of texts and templates.
+    With `templates` (a template-set name such as ``openai_imagenet``, or format strings with one
+    ``{}`` / callables of the text) each text is embedded once per template, the unit embeddings are
+    averaged and the mean is renormalised, as zero-shot classifiers do. Results are cached as
+    safetensors under `cache_dir` (default ``cache_root()/text``), keyed by the weights fingerprint
+    and a sha256 of the filled-in prompts.
     """
     texts = list(texts)
     if not texts:
         raise EditclipError("no texts to encode: the list of texts is empty")
     if batch_size < 1:
         raise EditclipError(f"batch_size must be >= 1; got {batch_size}")
-    templates = list(templates) if templates else None
-    if templates is not None:
-        bad = [t for t in templates if t.count("{}") != 1]
-        if bad:
-            raise EditclipError(f"template {bad[0]!r} must contain exactly one '{{}}' where the text goes")
+    prompts = resolve_templates(templates) if templates is not None else ["{}"]
+    filled = [t.format(x) if isinstance(t, str) else t(x) for x in texts for t in prompts]
 
     path = None
     if cache:
-        key = hashlib.sha256(json.dumps([texts, templates], ensure_ascii=False).encode()).hexdigest()[:24]
+        key = hashlib.sha256(json.dumps([len(prompts), filled], ensure_ascii=False).encode()).hexdigest()[:24]
         folder = Path(cache_dir) if cache_dir is not None else cache_root() / "text"
         path = folder / f"{bb.fingerprint}-{key}.safetensors"
         if path.is_file():
             return load_file(path)["embeddings"]
 
-    filled = [t.format(x) for x in texts for t in templates] if templates else texts
     parts = []
     for start in tqdm(
         range(0, len(filled), batch_size), desc="text embeddings", unit="batch", disable=not progress
     ):
         parts.append(torch.nn.functional.normalize(bb.encode_text(filled[start : start + batch_size]), dim=-1))
     emb = torch.cat(parts).float().cpu()
-    if templates:
-        emb = torch.nn.functional.normalize(emb.view(len(texts), len(templates), -1).mean(1), dim=-1)
+    if len(prompts) > 1:
+        emb = torch.nn.functional.normalize(emb.view(len(texts), len(prompts), -1).mean(1), dim=-1)
 
     if path is not None:
         with atomic_path(path) as tmp:

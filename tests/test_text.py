@@ -7,21 +7,13 @@ import re
 import pytest
 import torch
 
-import editclip
 from editclip.errors import EditclipError
 from editclip.text import POOLS, encode_texts, load_pool
 
-TINY = {
-    "embed_dim": 32,
-    "vision_cfg": {"image_size": 32, "layers": 2, "width": 64, "head_width": 16, "patch_size": 16},
-    "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1},
-}
 
-
-@pytest.fixture(scope="module")
-def bb():
-    torch.manual_seed(0)
-    return editclip.load(config=TINY)
+@pytest.fixture
+def bb(tiny_bb):
+    return tiny_bb
 
 
 def test_encode_texts_is_unit_batched_and_template_averaged(bb, tmp_path):
@@ -35,6 +27,8 @@ def test_encode_texts_is_unit_batched_and_template_averaged(bb, tmp_path):
     tmpl = encode_texts(bb, texts, templates, batch_size=3, cache=False, progress=False)
     each = [torch.nn.functional.normalize(bb.encode_text([t.format(x) for x in texts]), dim=-1) for t in templates]
     torch.testing.assert_close(tmpl, torch.nn.functional.normalize(sum(each) / 2, dim=-1))
+    named = encode_texts(bb, texts, "simple_imagenet", cache=False, progress=False)
+    assert named.shape == (5, 32)
 
 
 def test_encode_texts_caches_by_weights_texts_and_templates(bb, tmp_path, monkeypatch):
@@ -60,6 +54,8 @@ def test_encode_texts_rejects_bad_input(bb):
         encode_texts(bb, [], cache=False)
     with pytest.raises(EditclipError, match="exactly one"):
         encode_texts(bb, ["a dog"], ["a photo"], cache=False)
+    with pytest.raises(EditclipError, match="unknown template set"):
+        encode_texts(bb, ["a dog"], "imagenet", cache=False)
 
 
 def test_load_pool_reads_files_and_rejects_empty_or_missing_pools(tmp_path):
