@@ -10,10 +10,11 @@ O(M D) per head instead of O(N M D).
 Two variants:
 
 - ``paper``: Algorithm 1 as stated. Data centred; pick the text whose direction carries the most
-  variance; deflate data and texts by it. Texts are renormalised after deflation (our reading:
-  the paper scores unit text directions, and with renormalisation every step picks the text that
-  adds the most explained variance). Texts left with (almost) no component outside the chosen span
-  (squared residual norm below ``_MIN_RESIDUAL`` of the original) are no longer candidates.
+  variance; deflate data and texts by it. Texts are renormalised after deflation (our reading,
+  shared by PAPER.md: the paper scores unit text directions). Every step then adds the most
+  explained variance, even when the new direction is a small residual of the chosen text (see
+  ``residual``). Texts left with (almost) no component outside the chosen span (squared residual
+  norm below ``_MIN_RESIDUAL`` of the original) are no longer candidates.
 - ``official``: the official code (``replace_with_iterative_removal`` in
   yossigandelsman/clip_text_span): texts first projected onto the span of the top-k right singular
   vectors of the uncentred data, data centred, argmax of the standard deviation of the projections
@@ -27,16 +28,23 @@ first i+1 basis vectors capture.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from ._io import save_figure, write_json, write_text
 from .errors import EditclipError
+from .names import HeadRef
+
+if TYPE_CHECKING:
+    from .store import DecompositionStore
 
 Variant = Literal["paper", "official"]
 VARIANTS: tuple[str, ...] = ("paper", "official")
@@ -55,6 +63,9 @@ class TextSpanResult:
     basis: [m, D] | [K, m, D] orthonormal (Gram-Schmidt of the chosen directions, in order).
     mean: [D] | [K, D] the head's mean contribution.
     total_variance: [] | [K] the head's total variance (trace of the covariance).
+    residual: [m] | [K, m] norm of the part of each chosen text (as scored: projected, for
+      ``official``) outside the span of the texts before it, relative to the text's norm: how much
+      of the text was new when it was chosen.
     texts: the chosen texts ([m] or K lists of m) when texts were given.
     """
 
@@ -63,6 +74,7 @@ class TextSpanResult:
     basis: Tensor
     mean: Tensor
     total_variance: Tensor
+    residual: Tensor
     variant: str
     texts: list[str] | list[list[str]] | None = None
 
@@ -140,24 +152,23 @@ def textspan(
         bar.update(x.shape[0])
     bar.close()
 
-    idx, expl, basis, mean, total = (torch.cat(p, 0) for p in zip(*parts, strict=True))
+    idx, expl, basis, mean, total, residual = (torch.cat(p, 0) for p in zip(*parts, strict=True))
     chosen: list[list[str]] | None = None
     if texts is not None:
         chosen = [[texts[j] for j in row] for row in idx.tolist()]
-    result = TextSpanResult(idx, expl, basis, mean, total, variant, chosen)
     if single:
-        result = TextSpanResult(
-            idx[0], expl[0], basis[0], mean[0], total[0], variant, chosen[0] if chosen is not None else None
-        )
-    return result
+        return TextSpanResult(idx[0], expl[0], basis[0], mean[0], total[0], residual[0], variant,
+                              chosen[0] if chosen is not None else None)  # fmt: skip
+    return TextSpanResult(idx, expl, basis, mean, total, residual, variant, chosen)
 
 
 def _textspan_chunk(
     x: Tensor, r: Tensor, m: int, variant: str, rank: int, first_head: int
-) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     """Greedy selection for a chunk of heads. x: [B, N, D] (consumed), r: [M, D].
 
-    Returns indices [B, m], explained [B, m], basis [B, m, D], mean [B, D], total variance [B].
+    Returns indices [B, m], explained [B, m], basis [B, m, D], mean [B, D], total variance [B],
+    residual [B, m].
     """
     n_img, dim = x.shape[1:]
     mean = x.mean(1)  # [B, D]
@@ -179,7 +190,7 @@ def _textspan_chunk(
     taken = torch.zeros(q.shape[:2], dtype=torch.bool, device=q.device)
     tol = _MIN_RESIDUAL[q.dtype]
 
-    indices, gains, basis = [], [], []
+    indices, gains, basis, residual = [], [], [], []
     for step in range(m):
         score = var / norm2 if variant == "paper" else var
         score = score.masked_fill(taken | (norm2 <= tol * ref), -torch.inf)
@@ -192,6 +203,7 @@ def _textspan_chunk(
                 f"span; m={m} is larger than this pool supports"
             )
         u = q[rows, best]
+        residual.append((norm2[rows, best] / ref[best]).sqrt())
         u = u / u.norm(dim=-1, keepdim=True)  # [B, D] next basis vector
         su = (scatter @ u[..., None])[..., 0]  # [B, D]
         gain = (u * su).sum(-1)  # [B] u^T S u
@@ -213,6 +225,7 @@ def _textspan_chunk(
         torch.stack(basis, 1).float().cpu(),
         mean.float().cpu(),
         (total / (n_img - 1)).float().cpu(),
+        torch.stack(residual, 1).float().cpu(),
     )
 
 
@@ -225,3 +238,116 @@ def _auto_chunk(n_img: int, n_txt: int, dim: int, dtype: torch.dtype, device: to
     per_head = (max(n_img, 2 * n_txt) * dim + 4 * dim * dim) * torch.finfo(dtype).bits // 8
     budget = torch.cuda.mem_get_info(device)[0] // 2 if device.type == "cuda" else 2 << 30
     return max(1, int(budget // per_head))
+
+
+# ---------------------------------------------------------------------------------------------------
+# Head reports
+
+
+def store_heads(store: DecompositionStore, layers: Sequence[int]) -> tuple[Tensor, list[HeadRef]]:
+    """Every head of `layers` from a store, head-major: C [K, N, D] (K = len(layers) * H) and the heads."""
+    layers = list(layers)
+    data = store.read("heads", index=(layers,))  # [N, len(layers), H, D]
+    n, n_layers, n_heads, dim = data.shape
+    refs = [HeadRef(layer, head) for layer in layers for head in range(n_heads)]
+    return data.reshape(n, n_layers * n_heads, dim).transpose(0, 1), refs
+
+
+def head_report(result: TextSpanResult, heads: Sequence[HeadRef], **provenance: Any) -> dict[str, Any]:
+    """A JSON-ready report of a K-head TextSpan result: per head the texts in order, each with the
+    variance it adds and the cumulative fraction explained, and the total; `provenance` is copied in."""
+    if result.indices.ndim != 2 or result.texts is None:
+        raise EditclipError("a head report needs a K-head TextSpan result computed with texts=")
+    explained = result.explained.tolist()
+    rows = []
+    for i, ref in enumerate(heads):
+        cumulative = explained[i]
+        gains = [c - p for c, p in zip(cumulative, [0.0, *cumulative[:-1]], strict=True)]
+        columns = (result.texts[i], result.indices[i].tolist(), gains, cumulative, result.residual[i].tolist())
+        texts = [
+            {"rank": r + 1, "text": t, "index": j, "gain": g, "explained": c, "new": n}
+            for r, (t, j, g, c, n) in enumerate(zip(*columns, strict=True))
+        ]
+        rows.append({"head": str(ref), "total_variance": float(result.total_variance[i]),
+                     "explained": cumulative[-1], "texts": texts})  # fmt: skip
+    return {**provenance, "variant": result.variant, "heads": rows}
+
+
+def report_markdown(report: dict[str, Any]) -> str:
+    """The head report as Markdown: a summary table, then each head's texts in order."""
+    m = len(report["heads"][0]["texts"])
+    lines = ["# TextSpan head report", ""]
+    lines += [f"- {key}: {_describe(value)}" for key, value in report.items() if key != "heads"]
+    lines += ["", "| head | variance | explained by the texts | first texts |", "|---|---|---|---|"]
+    for row in report["heads"]:
+        first = "; ".join(t["text"] for t in row["texts"][:3])
+        lines.append(f"| {row['head']} | {row['total_variance']:.4g} | {100 * row['explained']:.1f}% | {first} |")
+    for row in report["heads"]:
+        lines += ["", f"## {row['head']}", "",
+                  f"Total variance {row['total_variance']:.4g}; the {m} texts explain {100 * row['explained']:.1f}%. "
+                  "Per text: variance it adds, cumulative variance explained, and how much of the text's "
+                  "direction was new (outside the texts before it).",
+                  ""]  # fmt: skip
+        lines += [f"{t['rank']}. {t['text']} — +{100 * t['gain']:.1f}%, total {100 * t['explained']:.1f}%, "
+                  f"new {100 * t['new']:.0f}%" for t in row["texts"]]  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def plot_head_overview(report: dict[str, Any], path: str | os.PathLike[str]) -> None:
+    """PNG: per head, its share of the variance of all reported heads (left) and the variance
+    explained by each successive text as a stacked bar (right), labelled with the first text."""
+    from matplotlib import colormaps
+    from matplotlib.figure import Figure
+
+    rows = report["heads"]
+    m = len(rows[0]["texts"])
+    share = np.array([r["total_variance"] for r in rows])
+    share = share / max(share.sum(), np.finfo(float).tiny)
+    fig = Figure(figsize=(13, 1.6 + 0.3 * len(rows)))
+    left, right = fig.subplots(1, 2, sharey=True, gridspec_kw={"width_ratios": [1, 4], "wspace": 0.04})
+    y = np.arange(len(rows))
+    left.barh(y, 100 * share, color="0.55")
+    left.set_xlabel("share of variance (%)")
+    left.invert_xaxis()
+    left.set_yticks(y, [f"{r['head']}  {_short(r['texts'][0]['text'])}" for r in rows], fontsize=8)
+    colours = colormaps["viridis"](np.linspace(0.1, 0.95, m))
+    start = np.zeros(len(rows))
+    for step in range(m):
+        gain = np.array([100 * r["texts"][step]["gain"] for r in rows])
+        right.barh(y, gain, left=start, color=colours[step], edgecolor="white", linewidth=0.3,
+                   label=f"text {step + 1}" if step in (0, m - 1) else None)  # fmt: skip
+        start += gain
+    for yi, total in zip(y, start, strict=True):
+        right.text(total + 0.5, yi, f"{total:.0f}%", va="center", fontsize=7)
+    right.set_xlim(0, 108)
+    right.set_xlabel(f"variance explained by the first {m} texts (%), one segment per text in order")
+    right.legend(loc="lower right", fontsize=8, frameon=False)
+    left.set_ylim(len(rows) - 0.5, -0.5)
+    left.set_title("head's share of the variance", fontsize=9)
+    right.set_title(f"TextSpan ({report['variant']}) with pool {report.get('pool', '?')}: the first text of "
+                    "each head is in its label", fontsize=9)  # fmt: skip
+    save_figure(fig, path)
+
+
+def _describe(value: Any) -> str:
+    """One readable line for a report field; a store description becomes model, data and path."""
+    if isinstance(value, dict) and "fingerprint" in value:
+        data = value.get("dataset") or {}
+        model = (value.get("model") or {}).get("name")
+        images = f"{data.get('name')} split {data.get('split')}, {value.get('count')} images"
+        return f"{value.get('path')} ({model}, weights {value['fingerprint']}; {images}; {value.get('convention')})"
+    return str(value)
+
+
+def _short(text: str, width: int = 42) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def write_head_report(report: dict[str, Any], out: str | os.PathLike[str]) -> list[Path]:
+    """Write report.json, report.md and overview.png into `out` (each atomically)."""
+    out = Path(out)
+    paths = [out / "report.json", out / "report.md", out / "overview.png"]
+    write_json(paths[0], report)
+    write_text(paths[1], report_markdown(report))
+    plot_head_overview(report, paths[2])
+    return paths

@@ -1,0 +1,82 @@
+"""``editclip textspan``: name what each head of the chosen layers writes, as a head report."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..errors import EditclipError
+from ..names import parse_layers
+from ..store import DecompositionStore, backbone_for_store
+from ..text import encode_texts, load_pool
+from ..textspan import VARIANTS, head_report, store_heads, textspan, write_head_report
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "textspan",
+        help="TextSpan head reports: the texts that explain each head's direct contributions",
+        description="Run TextSpan on every head of the chosen layers of a stored decomposition and write "
+        "report.json, report.md and overview.png.",
+    )
+    add_store_arg(parser)
+    parser.add_argument("--pool", default="general", help="description pool: general, toyworld, or a text file")
+    parser.add_argument("--m", type=int, default=20, help="texts per head (default 20)")
+    parser.add_argument("--layers", default="last:4", help="layers: last:4, L8-11, all ... (default last:4)")
+    add_textspan_args(parser)
+    parser.add_argument("--device", default="cpu", help="device for the text tower and TextSpan (default cpu)")
+    parser.add_argument("--out", required=True, help="report folder")
+    parser.set_defaults(func=run)
+
+
+def add_store_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--decomposition", required=True, help="store folder written by `editclip decompose`")
+
+
+def add_textspan_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--variant", default="paper", choices=VARIANTS, help="TextSpan variant (default paper)")
+    parser.add_argument("--k", type=int, default=80, help="official variant: rank of the text projection")
+    parser.add_argument("--precision", default="float64", choices=("float64", "float32"),
+                        help="TextSpan arithmetic (default float64)")  # fmt: skip
+
+
+def open_store(path: str) -> DecompositionStore:
+    """Open a complete store, or say why not."""
+    store = DecompositionStore.open(path)
+    if not store.complete:
+        raise EditclipError(
+            f"store {path!r} is incomplete ({len(store.missing_chunks())} chunks missing); "
+            "run the same `editclip decompose` command again to finish it"
+        )
+    return store
+
+
+def check_out(path: str) -> Path:
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise EditclipError(f"--out {path!r} exists and is not a folder")
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    out = check_out(args.out)
+    store = open_store(args.decomposition)
+    layers = parse_layers(args.layers, store.meta["shape"]["layers"])
+    pool = load_pool(args.pool)
+    if not 1 <= args.m <= len(pool):
+        raise EditclipError(f"--m {args.m} is out of range: pool {args.pool!r} has {len(pool)} texts")
+    if args.variant == "official" and not 1 <= args.m <= args.k:
+        raise EditclipError(f"--m {args.m} must be at most --k {args.k} with the official variant")
+
+    bb = backbone_for_store(store, args.device)
+    texts = encode_texts(bb, pool)
+    data, heads = store_heads(store, layers)
+    result = textspan(data, texts, m=args.m, variant=args.variant, k=args.k, texts=pool,
+                      device=args.device, precision=args.precision, progress=True)  # fmt: skip
+    report = head_report(result, heads, store=store.describe(), pool=args.pool, pool_size=len(pool),
+                         m=args.m, k=args.k if args.variant == "official" else None, layers=layers)  # fmt: skip
+    paths = write_head_report(report, out)
+    for row in report["heads"]:
+        print(f"{row['head']:>8} {100 * row['explained']:5.1f}%  " + " | ".join(t["text"] for t in row["texts"][:3]))
+    print("wrote " + ", ".join(str(p) for p in paths))
+    return 0
