@@ -218,7 +218,7 @@ class DecompositionStore:
             array = arrays[name] if local is None else arrays[name][local]
             if index is not None:
                 array = array[(slice(None), *index)]
-            pieces.append(torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32)))
+            pieces.append(torch.from_numpy(np.array(array, dtype=np.float32)))  # a copy out of the mapped file
         gathered = torch.cat(pieces)
         if order is None:
             return gathered
@@ -347,7 +347,8 @@ def decompose_dataset(
         "columns": {k: v.tolist() for k, v in dataset.columns.items()},
         "train_group_counts": _train_counts(dataset),
     }
-    store = DecompositionStore.create_or_resume(out, meta, fold_weights(bb.visual).b)
+    const = fold_weights(bb.visual).b  # ln_post beta @ proj; spread over the parts in the official convention
+    store = DecompositionStore.create_or_resume(out, meta, const if convention == "exact" else torch.zeros_like(const))
     todo = [i for i in store.missing_chunks() if i % shard[1] == shard[0]]
     images = dataset.with_transform(bb.preprocess)
     progress = tqdm(total=sum(len(store.chunk_range(i)) for i in todo), desc="decompose", unit="img")

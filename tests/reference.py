@@ -1,0 +1,97 @@
+"""Independent, deliberately naive transcriptions used as references by the tests.
+
+`naive_components` materialises the full attention matrices head by head (what the official code's
+hooks see); `official_parts` applies the official code's post-LN split to them literally.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def _ln(x: torch.Tensor, module: torch.nn.Module) -> torch.Tensor:
+    return F.layer_norm(x, module.normalized_shape, module.weight, module.bias, module.eps)
+
+
+@torch.no_grad()
+def naive_components(visual: torch.nn.Module, images: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Residual-stream components at CLS: embed [N,W], attn [N,L,T,H,W] (b_O split over T*H), mlps [N,L,W]."""
+    x = visual.conv1(images).flatten(2).transpose(1, 2)
+    cls = visual.class_embedding.expand(x.shape[0], 1, -1)
+    x = _ln(torch.cat([cls, x], 1) + visual.positional_embedding, visual.ln_pre)
+    n, t, w = x.shape
+    embed, attns, mlps = x[:, 0].clone(), [], []
+    for block in visual.transformer.resblocks:
+        h_count = block.attn.num_heads
+        hd = w // h_count
+        ls_1 = block.ls_1.gamma if hasattr(block.ls_1, "gamma") else torch.ones(w)
+        ls_2 = block.ls_2.gamma if hasattr(block.ls_2, "gamma") else torch.ones(w)
+        h = _ln(x, block.ln_1)
+        q, k, v = F.linear(h, block.attn.in_proj_weight, block.attn.in_proj_bias).split(w, dim=-1)
+        out = torch.zeros(n, t, w)
+        per_token_head = torch.zeros(n, t, h_count, w)  # contributions to the CLS output
+        for head in range(h_count):
+            sl = slice(head * hd, (head + 1) * hd)
+            a = torch.softmax(q[..., sl] @ k[..., sl].transpose(1, 2) / hd**0.5, dim=-1)  # [N, T, T]
+            w_o = block.attn.out_proj.weight[:, sl]
+            out += (a @ v[..., sl]) @ w_o.t()
+            per_token_head[:, :, head] = a[:, 0, :, None] * (v[..., sl] @ w_o.t())
+        b_o = block.attn.out_proj.bias
+        out = (out + b_o) * ls_1
+        per_token_head = (per_token_head + b_o / (t * h_count)) * ls_1
+        x = x + out
+        m = F.linear(block.mlp[1](F.linear(_ln(x, block.ln_2), block.mlp.c_fc.weight, block.mlp.c_fc.bias)),
+                     block.mlp.c_proj.weight, block.mlp.c_proj.bias) * ls_2  # fmt: skip
+        x = x + m
+        attns.append(per_token_head)
+        mlps.append(m[:, 0])
+    return {"embed": embed, "attn": torch.stack(attns, 1), "mlps": torch.stack(mlps, 1), "final": x[:, 0]}
+
+
+@torch.no_grad()
+def official_parts(visual: torch.nn.Module, images: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The official code's normalisation, literally: mlps list = [embed, mlp_0..], K = 2L+1, all / |z|."""
+    comp = naive_components(visual, images)
+    final = comp["final"]
+    mean = final.mean(-1)
+    std = (final.var(-1, unbiased=False) + visual.ln_post.eps).sqrt()
+    gamma, beta, proj = visual.ln_post.weight, visual.ln_post.bias, visual.proj
+    mlps = torch.cat([comp["embed"][:, None], comp["mlps"]], 1)  # [N, L+1, W]
+    attn = comp["attn"]  # [N, L, T, H, W]
+    k = attn.shape[1] + mlps.shape[1]
+    spread = attn.shape[2] * attn.shape[3]
+    mlps_out = ((mlps - mean[:, None, None] / k) * gamma / std[:, None, None] + beta / k) @ proj
+    attn_out = ((attn - mean[:, None, None, None, None] / (k * spread)) * gamma / std[:, None, None, None, None]
+                + beta / (k * spread)) @ proj  # fmt: skip
+    z = (F.layer_norm(final, (final.shape[-1],), gamma, beta, visual.ln_post.eps)) @ proj
+    norm = z.norm(dim=-1)
+    return {
+        "embed": mlps_out[:, 0] / norm[:, None],
+        "mlps": mlps_out[:, 1:] / norm[:, None, None],
+        "heads": attn_out.sum(2) / norm[:, None, None, None],
+        "tokens": attn_out.transpose(2, 3) / norm[:, None, None, None, None],  # [N, L, H, T, D]
+        "z": z,
+    }
+
+
+@torch.no_grad()
+def exact_parts(visual: torch.nn.Module, images: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Each component centred by its own mean, scaled by the image's ln_post sigma, mapped by proj."""
+    comp = naive_components(visual, images)
+    final = comp["final"]
+    std = (final.var(-1, unbiased=False) + visual.ln_post.eps).sqrt()
+    gamma, proj = visual.ln_post.weight, visual.proj
+
+    def out(c: torch.Tensor) -> torch.Tensor:
+        shape = (-1,) + (1,) * (c.ndim - 1)
+        return ((c - c.mean(-1, keepdim=True)) * gamma / std.view(shape)) @ proj
+
+    heads_no_bias = comp["attn"].sum(2)  # [N, L, H, W] includes the bias share; remove it for exact heads
+    biases = []
+    for layer, block in enumerate(visual.transformer.resblocks):
+        ls_1 = block.ls_1.gamma if hasattr(block.ls_1, "gamma") else torch.ones(final.shape[-1])
+        biases.append(block.attn.out_proj.bias * ls_1)
+        heads_no_bias[:, layer] -= biases[-1] / heads_no_bias.shape[2]
+    bias = torch.stack(biases)[None].expand(final.shape[0], -1, -1)
+    return {"embed": out(comp["embed"]), "mlps": out(comp["mlps"]), "heads": out(heads_no_bias), "biases": out(bias)}
