@@ -17,6 +17,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "spec",
     "segment",
     "textspan",
+    "curves",
+    "suggest",
 )
 
 

@@ -1,0 +1,153 @@
+"""``editclip suggest``: rank heads as candidates for an edit and print a ready spec fragment."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import asdict
+from typing import Any
+
+from .._io import write_json
+from ..backbone import Backbone
+from ..compile import calibration_store
+from ..errors import EditclipError
+from ..evaluate import zero_shot_classifier
+from ..spec import TEMPLATE_SETS
+from ..store import DecompositionStore, backbone_for_store
+from ..suggest import HeadScore, WordScore, head_scores, pick_top_k, spec_fragment, word_scores
+from ..text import encode_texts, load_pool
+from ._common import add_data_args, add_model_args, backbone_from_args, dataset_from_args
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "suggest",
+        help="rank heads whose direct part follows a spurious attribute (or given texts); print a spec fragment",
+        description="Rank the heads by how much of their direct contribution follows a spurious attribute "
+        "rather than the label (--spurious/--label: between-group variances of the calibration images), "
+        "by their variance along given texts (--texts), or by the share of their variance explained by "
+        "TextSpan texts that contain given words (--words). Scores are relative to the unit embedding's total "
+        "variance (--by embedding) or to each head's own (--by head). With --classes and --pick, the number "
+        "of heads is chosen on the calibration images: the k whose mean-ablation gives the best worst-group "
+        "accuracy with the average within --max-avg-drop.",
+    )
+    source = parser.add_argument_group("calibration decomposition (a store, or a model and data)")
+    source.add_argument("--store", help="an exact-convention decomposition store (`editclip decompose`)")
+    add_model_args(parser, required=False)
+    add_data_args(parser, required=False)
+    parser.add_argument("--cache", help="folder for the decomposition of --data (default: editclip's cache)")
+    how = parser.add_argument_group("ranking")
+    how.add_argument("--spurious", help="column of the spurious attribute (e.g. place)")
+    how.add_argument("--label", help="column of the label (e.g. y); its explained variance is subtracted")
+    how.add_argument("--texts", nargs="+", metavar="TEXT", help="rank by variance along these texts (or, with "
+                     "--spurious, measure the groups inside their span)")  # fmt: skip
+    how.add_argument("--words", nargs="+", metavar="WORD", help="rank by TextSpan texts containing these words")
+    how.add_argument("--pool", default="general", help="description pool for --words (default general)")
+    how.add_argument("--m", type=int, default=10, help="TextSpan texts per head for --words (default 10)")
+    how.add_argument("--by", choices=("embedding", "head"), default="embedding",
+                     help="normalise by the embedding's total variance (default) or by each head's")  # fmt: skip
+    how.add_argument("--layers", help="only heads of these layers, e.g. last:4 or L8-11 (default all)")
+    how.add_argument("--classes", nargs="+", help="zero-shot class names (for --pick and --along-classes)")
+    how.add_argument("--templates", nargs="+", default=["openai_imagenet"],
+                     help=f"prompt templates with {{}} or a set name ({', '.join(TEMPLATE_SETS)})")  # fmt: skip
+    how.add_argument("--along-classes", action="store_true",
+                     help="measure the groups only along the class-embedding differences (what the classifier "
+                     "reads)")  # fmt: skip
+    out = parser.add_argument_group("output")
+    out.add_argument("--top", type=int, default=5, help="heads in the spec fragment (the most --pick tries)")
+    out.add_argument("--pick", action="store_true", help="choose how many heads on the calibration images")
+    out.add_argument("--max-avg-drop", type=float, default=0.05, help="largest average-accuracy loss --pick "
+                     "accepts (fraction, default 0.05)")  # fmt: skip
+    out.add_argument("--show", type=int, default=20, help="rows of the ranking to print (default 20)")
+    out.add_argument("--json", metavar="FILE", help="also write the ranking (and pick) as JSON")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    _check_args(args)
+    store, bb = _store_and_backbone(args)
+    need_model = bool(args.texts or args.words or args.classes)
+    if need_model and bb is None:
+        bb = backbone_for_store(store, args.device)
+    classifier = None
+    if args.classes:
+        named = len(args.templates) == 1 and args.templates[0] in TEMPLATE_SETS
+        templates = args.templates[0] if named else args.templates
+        classifier = zero_shot_classifier(bb, args.classes, templates)
+
+    ranking: list[HeadScore] | list[WordScore]
+    if args.words:
+        pool = load_pool(args.pool)
+        ranking = word_scores(store, pool, encode_texts(bb, pool), args.words, m=args.m, layers=args.layers)
+    else:
+        directions = encode_texts(bb, args.texts, progress=False) if args.texts else None
+        if args.along_classes:
+            directions = classifier - classifier.mean(0, keepdim=True)
+        ranking = head_scores(store, spurious=args.spurious, label=args.label, directions=directions, by=args.by,
+                              layers=args.layers)  # fmt: skip
+    print(_table(ranking[: args.show]))
+    candidates = [r.head for r in ranking if r.score > 0]
+    report: dict[str, Any] = {"store": store.describe(), "ranking": [asdict(r) for r in ranking]}
+    if args.pick:
+        if args.label is None or args.spurious is None:
+            raise EditclipError("--pick needs --label and --spurious (the groups whose worst accuracy it raises)")
+        pick = pick_top_k(store, candidates, classifier, args.label, [args.label, args.spurious], max_k=args.top,
+                          max_avg_drop=args.max_avg_drop)  # fmt: skip
+        print("\nmean-ablating the top k on the calibration images:")
+        print("\n".join(f"  k={k:<3d} average {100 * r.acc_avg:5.1f}  worst group {100 * r.acc_wg:5.1f} "
+                        f"({r.worst.name})" for k, r in pick.trials))  # fmt: skip
+        heads = list(pick.heads)
+        report["pick"] = {"k": pick.k, "trials": [{"k": k, **r.as_dict()} for k, r in pick.trials]}
+    else:
+        heads = candidates[: args.top]
+    print(f"\nspec fragment ({len(heads)} head{'s' if len(heads) != 1 else ''}):\n{spec_fragment(heads)}")
+    report["heads"] = heads
+    if args.json:
+        write_json(args.json, json.loads(json.dumps(report, default=str)))
+    return 0
+
+
+def _check_args(args: argparse.Namespace) -> None:
+    modes = [bool(args.spurious), bool(args.words)]
+    if sum(modes) > 1:
+        raise EditclipError("give either --spurious (with --label) or --words, not both")
+    if not any(modes) and not args.texts:
+        raise EditclipError("nothing to rank by: give --spurious COLUMN [--label COLUMN], --texts ... or --words ...")
+    if args.words and args.texts:
+        raise EditclipError("--texts and --words are two rankings; give one")
+    if args.along_classes and (not args.classes or not args.spurious or args.texts):
+        raise EditclipError("--along-classes needs --classes and --spurious (and no --texts)")
+    if args.pick and not args.classes:
+        raise EditclipError("--pick needs --classes (the zero-shot classifier whose worst group it raises)")
+    if args.top < 1 or args.show < 1 or args.m < 1:
+        raise EditclipError("--top, --show and --m must be positive")
+    if not 0 <= args.max_avg_drop <= 1:
+        raise EditclipError(f"--max-avg-drop {args.max_avg_drop} must be a fraction in 0..1")
+    if bool(args.store) == bool(args.data):
+        raise EditclipError("give the calibration images as --store DIR, or as a model and --data ROOT (not both)")
+
+
+def _store_and_backbone(args: argparse.Namespace) -> tuple[DecompositionStore, Backbone | None]:
+    if args.store:
+        return DecompositionStore.open(args.store), None
+    dataset = dataset_from_args(args)
+    bb = backbone_from_args(args)
+    return calibration_store(bb, dataset, args.cache), bb
+
+
+def _table(rows: list[HeadScore] | list[WordScore]) -> str:
+    if rows and isinstance(rows[0], WordScore):
+        lines = [f"{'rank':>4}  {'head':<8} {'score':>7}  texts"]
+        lines += [f"{i:>4}  {r.head:<8} {r.score:7.4f}  {'; '.join(r.texts)}" for i, r in enumerate(rows, 1)]
+        return "\n".join(lines)
+    groups = bool(rows) and rows[0].spurious is not None
+    header = f"{'rank':>4}  {'head':<8} {'score':>8} {'share':>7}"
+    header += f" {'eta2 spurious':>13} {'eta2 label':>10}" if groups else ""
+    lines = [header]
+    for i, r in enumerate(rows, 1):
+        line = f"{i:>4}  {r.head:<8} {r.score:8.4f} {r.share:7.4f}"
+        if groups:
+            line += f" {r.spurious:13.3f} " + (f"{r.label:10.3f}" if r.label is not None else f"{'-':>10}")
+        lines.append(line)
+    return "\n".join(lines)
+

@@ -1,0 +1,170 @@
+"""The two evaluation paths of an edit, which must give the same prediction for every image.
+
+- **fast**: edited embeddings computed from a stored exact-convention decomposition of the evaluation
+  images (:class:`~editclip.store.DecompositionStore`), chunk by chunk, with the same
+  :meth:`EditTensors.apply <editclip.edited.EditTensors.apply>` that the wrapper runs. Many edits can be
+  scored on one store without running the model again.
+- **exact**: the compiled model itself (:class:`~editclip.edited.EditedCLIP`, the patched open_clip
+  model, or the base model) run on the images.
+
+Both feed the same zero-shot classifier and the same group metrics (:mod:`editclip.evaluate`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from .data import ImageDataset
+from .edited import EditTensors
+from .errors import EditclipError
+from .evaluate import GroupReport, group_metrics, predict
+from .store import DecompositionStore
+
+
+@dataclass(frozen=True)
+class Targets:
+    """What predictions are scored against: labels, group columns and training-split group sizes."""
+
+    label: np.ndarray  # [N] class index per image
+    groups: dict[str, np.ndarray]  # column -> [N] values, in group order
+    train_group_counts: dict[tuple[int, ...], int] | None
+
+    def report(self, pred: Tensor | np.ndarray) -> GroupReport:
+        """Per-group metrics of predictions ``pred`` [N] (adjusted average when training sizes are known)."""
+        return group_metrics(pred, self.label, self.groups, self.train_group_counts)
+
+
+def targets(dataset: ImageDataset, label: str, groups: Sequence[str] | None = None) -> Targets:
+    """Labels and group columns of ``dataset`` for evaluation; refuse columns it does not have as integers."""
+    columns = list(groups or [label])
+    for name in dict.fromkeys([label, *columns]):
+        if name not in dataset.columns:
+            have = ", ".join(sorted(dataset.columns)) or "none"
+            raise EditclipError(
+                f"evaluation data {str(dataset.root)!r} has no integer column {name!r} (its integer columns: {have}); "
+                "label and group columns must hold integers (class i is classes[i])"
+            )
+    return Targets(
+        label=dataset.columns[label],
+        groups={c: dataset.columns[c] for c in columns},
+        train_group_counts=dataset.group_counts(columns),
+    )
+
+
+# ---------------------------------------------------------------------------------------------------
+# Fast path: stored decompositions
+
+
+def _check_store(store: DecompositionStore, dim: int | None) -> None:
+    if store.convention != "exact":
+        raise EditclipError(
+            f"store {str(store.root)!r} uses the {store.convention!r} convention; edits apply to 'exact' parts"
+        )
+    width = store.meta.get("shape", {}).get("embed_dim")
+    if dim is not None and width is not None and width != dim:
+        raise EditclipError(f"store {str(store.root)!r} has {width}-wide embeddings but the edit is {dim}-wide")
+
+
+@torch.no_grad()
+def fast_embeddings(
+    store: DecompositionStore, edit: EditTensors | None = None, *, progress: bool = True, desc: str = "fast path"
+) -> Tensor:
+    """[N, D] unnormalised embeddings of the stored images, edited by ``edit`` (unedited when None).
+
+    Reads one store chunk at a time and only the fields the edit touches.
+    """
+    _check_store(store, None if edit is None else int(edit.embed_mean.shape[0]))
+    fields = _fields_needed(edit)
+    pieces = []
+    for chunk in tqdm(range(store.n_chunks), desc=desc, unit="chunk", disable=not progress or store.n_chunks < 2):
+        rows = store.chunk_range(chunk)
+        z = store.read("embedding", rows=rows)
+        if edit is not None:
+            parts = {name: store.read(name, rows=rows) if name in fields else _unused(z, name) for name in _PART_DIMS}
+            z = edit.apply(z, **parts)
+        pieces.append(z)
+    return torch.cat(pieces)
+
+
+_PART_DIMS = {"heads": 4, "mlps": 3, "biases": 3, "embed": 2}  # the fields apply() takes, with their ranks
+
+
+def _fields_needed(edit: EditTensors | None) -> set[str]:
+    """The stored fields :meth:`EditTensors.apply` reads for ``edit``."""
+    if edit is None:
+        return set()
+    needed = set()
+    if edit.ablate_heads.numel() or edit.project_heads.numel():
+        needed.add("heads")
+    if edit.ablate_mlps.numel():
+        needed.add("mlps")
+    if edit.ablate_biases.numel():
+        needed.add("biases")
+    if bool(edit.ablate_embed):
+        needed.add("embed")
+    return needed
+
+
+def _unused(z: Tensor, name: str) -> Tensor:
+    """A zero-copy stand-in of the right rank for a field the edit does not read."""
+    shape = (z.shape[0], *([1] * (_PART_DIMS[name] - 2)), z.shape[1])
+    return z.new_zeros(1).expand(shape)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Exact path: a model on the images
+
+
+@torch.no_grad()
+def exact_embeddings(
+    encode_image: Callable[[Tensor], Tensor],
+    dataset: ImageDataset,
+    preprocess: Callable[[Any], Tensor],
+    *,
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype = torch.float32,
+    batch_size: int = 32,
+    progress: bool = True,
+    desc: str = "exact path",
+) -> Tensor:
+    """[N, D] unnormalised fp32 embeddings of ``dataset`` under ``encode_image`` (e.g. ``EditedCLIP.encode_image``,
+    a patched model's, or the base model's), in dataset order."""
+    loader = DataLoader(dataset.with_transform(preprocess), batch_size=batch_size)
+    out = []
+    for images, _ in tqdm(loader, desc=desc, unit="batch", disable=not progress):
+        out.append(encode_image(images.to(device, dtype)).float().cpu())
+    if not out:
+        raise EditclipError(f"evaluation data {str(dataset.root)!r} has no images")
+    return torch.cat(out)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Comparing the paths
+
+
+def compare(reference: Tensor, other: Tensor, classifier: Tensor) -> dict[str, float | int]:
+    """How far two sets of embeddings [N, D] of the same images are apart, and whether their
+    predictions under ``classifier`` [C, D] agree: agreement, disagreements, cosine (mean, min),
+    max abs difference of the unit embeddings."""
+    if reference.shape != other.shape:
+        raise EditclipError(f"cannot compare embeddings of shapes {tuple(reference.shape)} and {tuple(other.shape)}")
+    a, b = F.normalize(reference.float(), dim=-1), F.normalize(other.float(), dim=-1)
+    cos = (a * b).sum(-1)
+    same = predict(reference, classifier) == predict(other, classifier)
+    return {
+        "images": int(same.numel()),
+        "agreement": float(same.float().mean()),
+        "disagreements": int((~same).sum()),
+        "cosine_mean": float(cos.mean()),
+        "cosine_min": float(cos.min()),
+        "max_abs_diff": float((a - b).abs().max()),
+    }
