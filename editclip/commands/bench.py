@@ -9,6 +9,8 @@ import torch
 from .._bench import format_table, measure
 from ..names import parse_layers
 from ..vit import run as run_vit
+from ._bench_segment import register_segment
+from ._bench_textspan import register_textspan
 from ._common import add_model_args, backbone_from_args
 
 
@@ -21,6 +23,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--token-layers", default="last:4", help="layers with per-token parts (default last:4)")
     p.add_argument("--repeats", type=int, default=5)
     p.set_defaults(func=run_decompose)
+    register_textspan(bench)
+    register_segment(bench)
 
 
 def run_decompose(args: argparse.Namespace) -> int:
