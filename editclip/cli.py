@@ -18,6 +18,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "segment",
     "textspan",
     "curves",
+    "retrieve",
     "suggest",
 )
 

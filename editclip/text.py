@@ -90,19 +90,27 @@ def load_pool(name_or_path: str | os.PathLike[str]) -> list[str]:
         source = resources.files("editclip").joinpath(POOLS[name])
         if not source.is_file():
             raise EditclipError(f"the shipped pool {name!r} is missing from this installation ({POOLS[name]})")
-        text = source.read_text(encoding="utf-8")
-    else:
-        path = Path(name).expanduser()
-        if not path.is_file():
-            raise EditclipError(
-                f"pool {name!r} is neither a shipped pool ({', '.join(POOLS)}) nor an existing text file"
-            )
-        try:
-            text = path.read_text(encoding="utf-8")
-        except UnicodeDecodeError as err:
-            raise EditclipError(f"pool file {name!r} is not UTF-8 text: {err}") from err
+        return _nonempty(source.read_text(encoding="utf-8"), f"pool {name!r}")
+    if not Path(name).expanduser().is_file():
+        raise EditclipError(f"pool {name!r} is neither a shipped pool ({', '.join(POOLS)}) nor an existing text file")
+    return read_lines(name, "pool")
+
+
+def read_lines(path: str | os.PathLike[str], what: str) -> list[str]:
+    """The non-blank, non-``#`` lines of a UTF-8 text file; `what` names the file in errors."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise EditclipError(f"{what} file {str(path)!r} does not exist")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise EditclipError(f"{what} file {str(path)!r} is not UTF-8 text: {err}") from err
+    return _nonempty(text, f"{what} {str(path)!r}")
+
+
+def _nonempty(text: str, what: str) -> list[str]:
     lines = [line.strip() for line in text.splitlines()]
-    pool = [line for line in lines if line and not line.startswith("#")]
-    if not pool:
-        raise EditclipError(f"pool {name!r} is empty: it needs at least one description (one per line)")
-    return pool
+    kept = [line for line in lines if line and not line.startswith("#")]
+    if not kept:
+        raise EditclipError(f"{what} is empty: it needs at least one entry (one per line)")
+    return kept

@@ -7,10 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from editclip.cli import main
+from editclip.curves import ablation_curve, textspan_curve
 from editclip.data import load_dataset
-from editclip.store import decompose_dataset
+from editclip.store import DecompositionStore, decompose_dataset
 from editclip.text import load_pool
 
 
@@ -73,5 +75,132 @@ def test_textspan_bad_input_exits_2_and_writes_nothing(stores, pool, tmp_path, c
     out = tmp_path / "out"
     code = main(["textspan", *[x for kv in base.items() for x in kv], "--out", str(out)])
     assert code == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()
+
+
+def _accuracy(z, classifier, labels):
+    return float(((z @ classifier.T).argmax(-1) == labels).double().mean())
+
+
+@pytest.fixture(scope="module")
+def classifier(stores):
+    """A random 2-class classifier whose predictions vary over the tiny images."""
+    gen = torch.Generator().manual_seed(1)
+    store = DecompositionStore.open(stores["test"])
+    return torch.nn.functional.normalize(torch.randn(2, store.meta["shape"]["embed_dim"], generator=gen), dim=-1)
+
+
+def test_ablation_curve_matches_a_direct_computation(stores, classifier):
+    store, calib = DecompositionStore.open(stores["test"]), DecompositionStore.open(stores["train"])
+    labels = torch.from_numpy(store.column("y"))
+    curve = ablation_curve(store, classifier, labels, calib)
+    d, c = store.load(), calib.load()
+    z = d.total()
+    attn = d.heads.sum(2) + d.biases  # [N, L, D]
+    mean_attn = (c.heads.sum(2) + c.biases).mean(0)
+    for k in range(d.n_layers + 1):
+        expected = z - attn[:, :k].sum(1) + mean_attn[:k].sum(0)
+        assert curve["attention"][k] == pytest.approx(_accuracy(expected, classifier, labels))
+        expected = z - d.mlps[:, :k].sum(1) + c.mlps[:, :k].mean(0).sum(0)
+        assert curve["mlps"][k] == pytest.approx(_accuracy(expected, classifier, labels))
+    everything = z - d.mlps.sum(1) - d.embed + c.mlps.mean(0).sum(0) + c.embed.mean(0)
+    assert curve["all_mlps_and_embed"] == pytest.approx(_accuracy(everything, classifier, labels))
+    assert curve["means_from"] == "a separate calibration store"
+
+
+def test_textspan_curve_limits(stores, classifier):
+    """m = 0 mean-ablates the heads; a complete basis (m = D) reconstructs them exactly."""
+    store = DecompositionStore.open(stores["test"])
+    labels = torch.from_numpy(store.column("y"))
+    dim = store.meta["shape"]["embed_dim"]
+    texts = torch.nn.functional.normalize(torch.randn(dim + 8, dim, generator=torch.Generator().manual_seed(2)), dim=-1)
+    curve = textspan_curve(store, classifier, labels, texts, [4, dim], last=2, variant="paper")
+    assert curve["m"] == [0, 4, dim] and curve["means_from"] == "the evaluated store itself"
+    d = store.load()
+    z = d.total()
+    assert curve["original"] == pytest.approx(_accuracy(z, classifier, labels))
+    first = d.heads[:, :2].sum(2) + d.biases[:, :2]  # [N, 2, D] the attention layers before the last two
+    early = z - first.sum(1) + first.mean(0).sum(0)
+    assert curve["early_ablated"] == pytest.approx(_accuracy(early, classifier, labels))
+    assert curve["accuracy"][-1] == pytest.approx(curve["early_ablated"])
+    late = d.heads[:, 2:]
+    ablated = early - late.sum((1, 2)) + late.mean(0).sum((0, 1))
+    assert curve["accuracy"][0] == pytest.approx(_accuracy(ablated, classifier, labels))
+    assert set(curve["texts"]) == {f"L{layer}.H{h}" for layer in (2, 3) for h in range(4)}
+
+
+def test_curves_command(stores, pool, tmp_path, capsys):
+    out = tmp_path / "curves"
+    code = main(["curves", "--decomposition", str(stores["test"]), "--calibration", str(stores["train"]),
+                 "--classes", "landbird,waterbird", "--templates", "a photo of a {}.", "--pool", str(pool),
+                 "--last", "2", "--m", "2,4", "--out", str(out)])  # fmt: skip
+    assert code == 0
+    result = json.loads((out / "curves.json").read_text())
+    assert len(result["ablation"]["attention"]) == 5 and result["textspan"]["m"] == [0, 2, 4]
+    assert result["textspan"]["calibration"]["path"] == str(stores["train"])
+    assert (out / "curves.png").read_bytes()[:4] == b"\x89PNG"
+    assert "a separate calibration store" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--m", "0,4"], "--m values must be in 1.."),
+        (["--last", "9"], "--last 9 is out of range"),
+        (["--classes", "bird"], "at least two classes"),
+        (["--label-column", "colour"], "has no column 'colour'"),
+        (["--calibration", "MISSING"], "not a decomposition store"),
+    ],
+)
+def test_curves_bad_input_exits_2_and_writes_nothing(stores, pool, tmp_path, capsys, args, message):
+    base = {"--decomposition": str(stores["test"]), "--classes": "a,b", "--pool": str(pool), "--m": "2",
+            "--last": "1"}  # fmt: skip
+    for flag, value in zip(args[::2], args[1::2], strict=True):
+        base[flag] = str(tmp_path / "missing") if value == "MISSING" else value
+    out = tmp_path / "out"
+    assert main(["curves", *[x for kv in base.items() for x in kv], "--out", str(out)]) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_retrieval_ranks_by_the_head_contribution(stores, tmp_path, capsys):
+    store = DecompositionStore.open(stores["test"])
+    query_id = store.ids[3]
+    out = tmp_path / "retrieve"
+    assert main(["retrieve", "--decomposition", str(stores["test"]), "--head", "L3.H1", "--image", query_id,
+                 "--top", "5", "--out", str(out)]) == 0  # fmt: skip
+    results = json.loads((out / "results.json").read_text())["results"]
+    head = store.read("heads", index=(3, 1))
+    centred = head - head.mean(0)
+    cosine = torch.nn.functional.cosine_similarity(centred, centred[3][None], dim=-1)
+    cosine[3] = -2  # the query itself is not a result
+    assert [r["index"] for r in results] == cosine.argsort(descending=True)[:5].tolist()
+    assert (out / "contact_sheet.png").read_bytes()[:4] == b"\x89PNG"
+
+    text_out = tmp_path / "text"
+    assert main(["retrieve", "--decomposition", str(stores["test"]), "--head", "L2.H0", "--text", "a red bird",
+                 "--top", "3", "--out", str(text_out)]) == 0  # fmt: skip
+    scores = [r["score"] for r in json.loads((text_out / "results.json").read_text())["results"]]
+    assert len(scores) == 3 and scores == sorted(scores, reverse=True)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--head", "L4.H0"], "layer 4 is out of range"),
+        (["--head", "L1.H7"], "head 7 is out of range"),
+        (["--head", "head3"], "bad head name"),
+        (["--image", "no-such-id"], "is not in the store"),
+    ],
+)
+def test_retrieve_bad_input_exits_2_and_writes_nothing(stores, tmp_path, capsys, args, message):
+    base = {"--decomposition": str(stores["test"]), "--head": "L1.H0", "--text": "a bird"}
+    for flag, value in zip(args[::2], args[1::2], strict=True):
+        base[flag] = value
+    if "--image" in base:
+        del base["--text"]
+    out = tmp_path / "out"
+    assert main(["retrieve", *[x for kv in base.items() for x in kv], "--out", str(out)]) == 2
     assert message in capsys.readouterr().err
     assert not out.exists()

@@ -1,0 +1,103 @@
+"""``editclip curves``: the paper's mean-ablation and TextSpan-reconstruction accuracy curves."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+
+from .._io import write_json
+from ..curves import ablation_curve, check_calibration, plot_curves, textspan_curve
+from ..errors import EditclipError
+from ..store import backbone_for_store
+from ..text import encode_texts, load_pool, read_lines
+from .textspan import add_store_arg, add_textspan_args, check_out, open_store
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "curves",
+        help="zero-shot accuracy under mean-ablation (paper Fig. 2) and TextSpan reconstruction (Fig. 3)",
+        description="Compute the paper's accuracy curves on a stored decomposition with a zero-shot classifier "
+        "and write curves.json and curves.png.",
+    )
+    add_store_arg(parser)
+    parser.add_argument("--calibration", help="store whose means and TextSpan bases are used (default: the same)")
+    parser.add_argument("--classes", required=True,
+                        help="class names, comma-separated, or a file with one per line (index = label)")  # fmt: skip
+    parser.add_argument("--label-column", default="y", help="store column with each image's class index")
+    parser.add_argument("--templates", nargs="+", default=["openai_imagenet"],
+                        help="a template set (openai_imagenet, simple_imagenet) or templates with '{}'")  # fmt: skip
+    parser.add_argument("--only", choices=("ablation", "textspan"), help="compute only one of the two curves")
+    parser.add_argument("--pool", default="general", help="TextSpan pool: general, toyworld, or a text file")
+    parser.add_argument("--last", type=int, default=4, help="layers whose heads are reconstructed (default 4)")
+    parser.add_argument("--m", default="10,20,30,40,50,60", help="texts per head, comma-separated")
+    add_textspan_args(parser)
+    parser.add_argument("--device", default="cpu", help="device for the text tower and TextSpan (default cpu)")
+    parser.add_argument("--out", required=True, help="output folder")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    out = check_out(args.out)
+    store = open_store(args.decomposition)
+    calibration = open_store(args.calibration) if args.calibration else store
+    check_calibration(store, calibration)
+    labels = torch.from_numpy(store.column(args.label_column))
+    classes = read_lines(args.classes, "class list") if Path(args.classes).is_file() else _split(args.classes)
+    if len(classes) < 2:
+        raise EditclipError(f"--classes needs at least two classes; got {classes}")
+    if labels.min() < 0 or labels.max() >= len(classes):
+        raise EditclipError(f"column {args.label_column!r} has labels {int(labels.min())}..{int(labels.max())} "
+                            f"but {len(classes)} classes were given")  # fmt: skip
+    templates = args.templates[0] if len(args.templates) == 1 and "{}" not in args.templates[0] else args.templates
+    do_textspan = args.only != "ablation"
+    if do_textspan:
+        pool = load_pool(args.pool)
+        m_values = _ints(args.m)
+        n_layers = int(store.meta["shape"]["layers"])
+        if not 1 <= args.last <= n_layers:
+            raise EditclipError(f"--last {args.last} is out of range: this model has {n_layers} layers")
+        limit = min(len(pool), args.k) if args.variant == "official" else len(pool)
+        if min(m_values) < 1 or max(m_values) > limit:
+            why = f"pool {args.pool!r} has {len(pool)} texts"
+            why += f", --k is {args.k}" if args.variant == "official" else ""
+            raise EditclipError(f"--m values must be in 1..{limit} ({why}); got {args.m}")
+
+    bb = backbone_for_store(store, args.device)
+    classifier = encode_texts(bb, classes, templates)
+    ablation = ablation_curve(store, classifier, labels, calibration) if args.only != "textspan" else None
+    reconstruction = None
+    if do_textspan:
+        reconstruction = textspan_curve(store, classifier, labels, encode_texts(bb, pool), m_values, last=args.last,
+                                        variant=args.variant, k=args.k, calibration=calibration,
+                                        device=args.device, precision=args.precision, names=pool)  # fmt: skip
+        reconstruction["pool"] = args.pool
+
+    setup = {"classes": classes, "label_column": args.label_column, "templates": args.templates}
+    write_json(out / "curves.json", {**setup, "ablation": ablation, "textspan": reconstruction})
+    plot_curves(ablation, reconstruction, out / "curves.png")
+    if ablation is not None:
+        print("attention layers ablated 0..L: " + " ".join(f"{100 * a:.1f}" for a in ablation["attention"]))
+        print("MLPs ablated 0..L:             " + " ".join(f"{100 * a:.1f}" for a in ablation["mlps"]))
+        print(f"all MLPs and the embedding term: {100 * ablation['all_mlps_and_embed']:.1f}")
+    if reconstruction is not None:
+        pairs = zip(reconstruction["m"], reconstruction["accuracy"], strict=True)
+        by_m = ", ".join(f"{m}: {100 * a:.1f}" for m, a in pairs)
+        print(f"original {100 * reconstruction['original']:.1f}, early layers ablated "
+              f"{100 * reconstruction['early_ablated']:.1f}; by m: {by_m}")  # fmt: skip
+    print(f"means from {calibration.root} ({(ablation or reconstruction)['means_from']}); wrote {out}/curves.json, "
+          "curves.png")  # fmt: skip
+    return 0
+
+
+def _split(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def _ints(text: str) -> list[int]:
+    try:
+        return [int(part) for part in _split(text)] or [0]
+    except ValueError:
+        raise EditclipError(f"--m {text!r}: expected comma-separated integers, e.g. 10,20,30") from None

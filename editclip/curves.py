@@ -1,0 +1,221 @@
+"""The paper's accuracy curves on a stored decomposition (PAPER.md sections 2 and 3).
+
+- Mean-ablation (paper Fig. 2): zero-shot accuracy when the direct contributions of the first k
+  attention layers (all heads and the out_proj bias part), or of the first k MLPs, are replaced by
+  their means, for k = 0..L; and when all MLPs (and, as the official code does, the embedding term)
+  are mean-ablated.
+- TextSpan reconstruction (paper Fig. 3): accuracy when every head of the last `last` layers is
+  replaced by its m-dimensional TextSpan reconstruction (mean + projection onto the first m basis
+  vectors), the attention layers before them mean-ablated as in the official script, for each m.
+  m = 0 is every one of those heads mean-ablated.
+
+Means and TextSpan bases come from a calibration store (by default the evaluated store itself, as
+in the official code); results record which store was used. Every layer is read one at a time, so
+memory stays at a few [N, D] arrays plus one layer's heads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from ._io import save_figure
+from .errors import EditclipError
+from .store import DecompositionStore
+from .textspan import Variant, store_heads, textspan
+
+
+def check_calibration(store: DecompositionStore, calibration: DecompositionStore) -> None:
+    """Means only transfer between stores of the same weights and convention."""
+    for key in ("fingerprint", "convention"):
+        if store.meta.get(key) != calibration.meta.get(key):
+            raise EditclipError(
+                f"calibration store {str(calibration.root)!r} has {key} {calibration.meta.get(key)!r} but the "
+                f"evaluated store has {store.meta.get(key)!r}; both must come from the same model and convention"
+            )
+
+
+def _layers(store: DecompositionStore) -> Iterator[tuple[Tensor, Tensor]]:
+    """Per layer, the direct contributions [N, D] of its attention (heads and out_proj bias part) and MLP."""
+    for layer in tqdm(range(int(store.meta["shape"]["layers"])), desc="layers", unit="layer"):
+        attn = store.read("heads", index=(layer,)).sum(1) + store.read("biases", index=(layer,))
+        yield attn, store.read("mlps", index=(layer,))
+
+
+def _mean_attention(store: DecompositionStore) -> Tensor:
+    """[L, D] mean direct contribution of each attention layer."""
+    return store.mean("heads").sum(1) + store.mean("biases")
+
+
+def _accuracy(z: Tensor, classifier: Tensor, labels: Tensor) -> float:
+    return float(((z @ classifier.T).argmax(-1) == labels).double().mean())
+
+
+def _provenance(store: DecompositionStore, calibration: DecompositionStore) -> dict[str, Any]:
+    return {
+        "evaluated": store.describe(),
+        "calibration": calibration.describe(),
+        "means_from": "the evaluated store itself"
+        if calibration.root.resolve() == store.root.resolve()
+        else "a separate calibration store",
+    }
+
+
+def ablation_curve(
+    store: DecompositionStore,
+    classifier: Tensor,
+    labels: Tensor,
+    calibration: DecompositionStore | None = None,
+) -> dict[str, Any]:
+    """Accuracy under cumulative mean-ablation of attention layers and of MLPs (paper Fig. 2).
+
+    classifier: [C, D] unit class embeddings; labels: [N] class indices of the stored images.
+    Returns accuracies (fractions) ``attention[k]`` and ``mlps[k]`` with the first k layers ablated
+    (k = 0..L), ``all_mlps`` and ``all_mlps_and_embed``, and the provenance of the means.
+    """
+    calibration = calibration or store
+    check_calibration(store, calibration)
+    mean_attn, mean_mlps, mean_embed = _mean_attention(calibration), calibration.mean("mlps"), calibration.mean("embed")
+
+    attn_delta, mlp_delta = [], []  # per layer: mean - contribution, [N, D]
+    embed = store.read("embed")
+    z = embed + store.const()
+    for layer, (attn, mlp) in enumerate(_layers(store)):
+        z += attn + mlp
+        attn_delta.append(mean_attn[layer] - attn)
+        mlp_delta.append(mean_mlps[layer] - mlp)
+
+    def cumulative(deltas: list[Tensor]) -> list[float]:
+        current, accs = z.clone(), [_accuracy(z, classifier, labels)]
+        for delta in deltas:
+            current += delta
+            accs.append(_accuracy(current, classifier, labels))
+        return accs
+
+    mlp_curve = cumulative(mlp_delta)
+    return {
+        **_provenance(store, calibration),
+        "attention": cumulative(attn_delta),
+        "mlps": mlp_curve,
+        "all_mlps": mlp_curve[-1],
+        "all_mlps_and_embed": _accuracy(z + sum(mlp_delta) + mean_embed - embed, classifier, labels),
+    }
+
+
+def textspan_curve(
+    store: DecompositionStore,
+    classifier: Tensor,
+    labels: Tensor,
+    texts: Tensor,
+    m_values: Sequence[int],
+    last: int = 4,
+    variant: Variant = "paper",
+    k: int = 80,
+    calibration: DecompositionStore | None = None,
+    device: str | torch.device | None = None,
+    precision: str = "float64",
+    names: Sequence[str] | None = None,
+) -> dict[str, Any]:
+    """Accuracy when the heads of the last `last` layers are replaced by m-dimensional TextSpan
+    reconstructions, earlier attention layers mean-ablated (paper Fig. 3).
+
+    texts: [M, D] unit text embeddings of the pool, `names` its texts. Bases and means come from
+    `calibration`.
+    Returns ``accuracy`` for each m in ``m`` (0 and `m_values`), the accuracy of the original model
+    (``original``) and with only the earlier layers mean-ablated (``early_ablated``: the limit of a
+    complete basis), each head's chosen ``texts`` (indices without `names`), and the provenance.
+    """
+    calibration = calibration or store
+    check_calibration(store, calibration)
+    n_layers = int(store.meta["shape"]["layers"])
+    if not 1 <= last <= n_layers:
+        raise EditclipError(f"last={last} is out of range: this model has {n_layers} layers")
+    m_values = sorted(set(m_values))
+    if not m_values or m_values[0] < 1:
+        raise EditclipError(f"m values must be >= 1; got {list(m_values)}")
+    mean_attn = _mean_attention(calibration)
+
+    z = store.read("embed") + store.const()
+    early_delta = torch.zeros_like(z)  # the attention layers before the last ones, mean-ablated
+    for layer, (attn, mlp) in enumerate(_layers(store)):
+        z += attn + mlp
+        if layer < n_layers - last:
+            early_delta += mean_attn[layer] - attn
+    original = _accuracy(z, classifier, labels)
+    z += early_delta
+    early = _accuracy(z, classifier, labels)
+
+    steps = [0, *m_values]
+    deltas = torch.zeros(len(steps), *z.shape)  # per m: sum over heads of (reconstruction - contribution)
+    chosen: dict[str, list[Any]] = {}
+    for layer in range(n_layers - last, n_layers):
+        calib_heads, refs = store_heads(calibration, [layer])
+        result = textspan(calib_heads, texts, m=m_values[-1], variant=variant, k=k, texts=names,
+                          device=device, precision=precision)  # fmt: skip
+        del calib_heads
+        heads, _ = store_heads(store, [layer])  # [H, N, D]
+        centred = heads - result.mean[:, None]
+        coords = centred @ result.basis.transpose(1, 2)  # [H, N, m_max]
+        for i, m in enumerate(steps):
+            deltas[i] += (coords[..., :m] @ result.basis[:, :m] - centred).sum(0)
+        rows = result.texts if names is not None else result.indices.tolist()
+        chosen |= {str(ref): row for ref, row in zip(refs, rows, strict=True)}
+    return {
+        **_provenance(store, calibration),
+        "last": last,
+        "variant": variant,
+        "k": k if variant == "official" else None,
+        "original": original,
+        "early_ablated": early,
+        "m": steps,
+        "accuracy": [_accuracy(z + delta, classifier, labels) for delta in deltas],
+        "texts": chosen,
+    }
+
+
+def plot_curves(ablation: dict[str, Any] | None, reconstruction: dict[str, Any] | None, path: str) -> None:
+    """PNG with one panel per computed curve: mean-ablation (Fig. 2) and TextSpan reconstruction (Fig. 3)."""
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    panels = [p for p in (ablation, reconstruction) if p is not None]
+    if not panels:
+        raise EditclipError("no curves to plot")
+    fig = Figure(figsize=(6 * len(panels), 4.2))
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    ax_iter = iter(axes)
+    if ablation is not None:
+        ax = next(ax_iter)
+        x = np.arange(len(ablation["attention"]))
+        ax.plot(x, 100 * np.array(ablation["attention"]), marker="o", label="attention layers")
+        ax.plot(x, 100 * np.array(ablation["mlps"]), marker="s", label="MLPs")
+        ax.axhline(100 * ablation["all_mlps_and_embed"], color="0.5", linestyle=":",
+                   label="all MLPs and the embedding term")  # fmt: skip
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlabel("first k layers mean-ablated")
+        ax.set_ylabel("zero-shot accuracy (%)")
+        ax.set_title("Mean-ablation (paper Fig. 2)", fontsize=10)
+        ax.set_ylim(0, 100)
+        ax.legend(fontsize=8)
+    if reconstruction is not None:
+        ax = next(ax_iter)
+        ax.plot(reconstruction["m"], 100 * np.array(reconstruction["accuracy"]), marker="o",
+                label=f"TextSpan ({reconstruction['variant']}) reconstruction")  # fmt: skip
+        ax.axhline(100 * reconstruction["original"], color="black", linestyle="--", label="original model")
+        ax.axhline(100 * reconstruction["early_ablated"], color="0.5", linestyle=":",
+                   label=f"layers before the last {reconstruction['last']} mean-ablated")  # fmt: skip
+        ax.set_xlabel(f"texts per head m (heads of the last {reconstruction['last']} layers)")
+        ax.set_ylabel("zero-shot accuracy (%)")
+        ax.set_title("TextSpan reconstruction (paper Fig. 3); m = 0: heads mean-ablated", fontsize=10)
+        ax.set_ylim(0, 100)
+        ax.legend(fontsize=8)
+    first = panels[0]
+    fig.suptitle(f"{first['evaluated']['path']} ({first['evaluated']['count']} images); means and bases from "
+                 f"{first['calibration']['path']} ({first['means_from']})", fontsize=9)  # fmt: skip
+    fig.tight_layout()
+    save_figure(fig, path)
