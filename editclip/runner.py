@@ -1,0 +1,302 @@
+"""Run an edit spec end to end: load the model, compile the edit, evaluate baseline and edited models on
+the spec's evaluation data, export, and write a report (report.json, report.md, groups.png, spec.yaml).
+
+Evaluation uses one exact-convention decomposition store of the evaluation images (cached like the
+calibration store): the baseline and the direct-effect edit are scored on it by the fast path, and the
+compiled model is run on the images (the exact path) as a check (``target: wrapper``: the EditedCLIP,
+whose predictions must equal the fast path's) or as the result itself (``target: weights``: the patched
+open_clip model, whose distance from the direct semantics is reported as its fidelity).
+
+Everything that can be checked is checked before anything is written: a bad spec, model or dataset
+leaves no output folder behind, and a non-empty output folder is only reused with ``overwrite``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from . import __version__
+from ._io import write_json, write_text
+from .backbone import Backbone, load
+from .compile import CompiledEdit, calibration_store, compile_edit
+from .data import ImageDataset, load_dataset
+from .errors import EditclipError
+from .evaluate import GroupReport, format_table, plot_groups, predict, zero_shot_classifier
+from .evaluation_paths import Targets, compare, exact_embeddings, fast_embeddings, targets
+from .spec import EditSpec, ModelSpec
+from .store import model_source
+
+REPORT_FILES = ("report.json", "report.md", "groups.png", "spec.yaml")
+
+
+@dataclass
+class RunResult:
+    """What a run measured and wrote. ``reports`` holds the group reports by column name
+    (``baseline``, ``edited``; ``edited (direct)`` as well for the weights target)."""
+
+    out: Path
+    report: dict[str, Any]
+    reports: dict[str, GroupReport] = field(default_factory=dict)
+    compiled: CompiledEdit | None = None
+
+    @property
+    def table(self) -> str:
+        """The terminal table of baseline vs edited (empty without evaluation)."""
+        return format_table(self.reports) if self.reports else ""
+
+
+def check_output_folder(out: Path, overwrite: bool, what: str = "output folder") -> None:
+    """Refuse a file, or a non-empty folder without ``overwrite`` (nothing is created here)."""
+    if out.exists() and not out.is_dir():
+        raise EditclipError(f"{what} {str(out)!r} exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise EditclipError(f"{what} {str(out)!r} exists and is not empty; pass --overwrite to write into it")
+
+
+def load_model(model: ModelSpec, device: str | torch.device = "cpu") -> Backbone:
+    """The backbone a spec's ``model`` section names."""
+    if model.toyworld:
+        toyworld = importlib.import_module("editclip.toyworld")
+        if not hasattr(toyworld, "load"):
+            raise EditclipError("the toy-world model is not available in this installation (editclip.toyworld.load)")
+        return toyworld.load(device=device)
+    if model.checkpoint is not None:
+        return load(model.name, checkpoint=model.checkpoint, config=model.config, device=device,
+                    precision=model.precision)  # fmt: skip
+    if model.config is not None:
+        return load(model.name, config=model.config, device=device, precision=model.precision)
+    return load(model.name, pretrained=model.pretrained, device=device, precision=model.precision)
+
+
+def _exporter() -> Any:
+    """The export module, or a clear error when this installation has none."""
+    try:
+        return importlib.import_module("editclip.export")
+    except ImportError as err:
+        raise EditclipError(
+            f"export not available in this installation ({err}); remove the spec's export section"
+        ) from None
+
+
+@contextmanager
+def _timed(timings: dict[str, float], step: str) -> Iterator[None]:
+    start = time.perf_counter()
+    yield
+    timings[step] = round(time.perf_counter() - start, 3)
+
+
+def run_spec(
+    spec: EditSpec,
+    out: str | Path,
+    *,
+    overwrite: bool = False,
+    device: str | torch.device = "cpu",
+    cache_dir: str | Path | None = None,
+    batch_size: int = 32,
+    exact_check: bool = True,
+    spec_path: str | None = None,
+    log: Callable[[str], None] = print,
+) -> RunResult:
+    """Compile, evaluate and export ``spec``; write the report into ``out`` and return it.
+
+    ``exact_check=False`` skips running the wrapper on the evaluation images (the weights target always
+    runs its patched model, which is its result).
+    """
+    out = Path(out)
+    check_output_folder(out, overwrite)
+    exporter = None
+    if spec.export is not None:
+        check_output_folder(Path(spec.export.dir), overwrite, "export folder")
+        exporter = _exporter()
+    if batch_size < 1:
+        raise EditclipError(f"batch size must be positive, got {batch_size}")
+    timings: dict[str, float] = {}
+    with _timed(timings, "load"):
+        bb = load_model(spec.model, device)
+        spec.check_against(bb.shape.layers, bb.shape.heads)
+        evaluation = _evaluation_data(spec)
+    log(f"model: {spec.model.describe()} ({bb.shape.layers} layers x {bb.shape.heads} heads)")
+    with _timed(timings, "compile"):
+        compiled = compile_edit(spec, bb, cache_dir=cache_dir, batch_size=batch_size)
+    parts = spec.resolved_parts(bb.shape.layers, bb.shape.heads)
+    report: dict[str, Any] = {
+        "editclip_version": __version__,
+        "name": spec.name,
+        "spec_file": spec_path,
+        "model": model_source(bb)
+        | {"fingerprint": bb.fingerprint, "layers": bb.shape.layers, "heads": bb.shape.heads},
+        "target": spec.target,
+        "edits": [edit.action.describe() for edit in spec.edits],
+        "edited_parts": [p.part for p in parts],
+        "calibration": compiled.provenance,
+    }
+    result = RunResult(out, report, compiled=compiled)
+    if evaluation is not None:
+        with _timed(timings, "evaluate"):
+            _evaluate(spec, bb, compiled, evaluation, result, cache_dir, batch_size, exact_check, log)
+    if spec.export is not None:
+        with _timed(timings, "export"):
+            report["export"] = _export(exporter, compiled, Path(spec.export.dir), spec.export.formats)
+    report["seconds"] = timings
+    _write(result, spec)
+    return result
+
+
+def _evaluation_data(spec: EditSpec) -> tuple[ImageDataset, Targets] | None:
+    """The evaluation images and their targets, checked (columns, label range) before any work."""
+    ev = spec.evaluate
+    if ev is None:
+        return None
+    dataset = load_dataset(ev.data.root, format=ev.data.format, split=ev.data.split, max_images=ev.max_images)
+    tg = targets(dataset, ev.label, ev.group_columns)
+    bad = sorted({int(v) for v in tg.label if not 0 <= v < len(ev.classes)})
+    if bad:
+        raise EditclipError(f"evaluate.label column {ev.label!r} has values {bad} outside 0..{len(ev.classes) - 1} "
+                            f"(one per class: {', '.join(ev.classes)})")  # fmt: skip
+    return dataset, tg
+
+
+def _evaluate(
+    spec: EditSpec,
+    bb: Backbone,
+    compiled: CompiledEdit,
+    evaluation: tuple[ImageDataset, Targets],
+    result: RunResult,
+    cache_dir: str | Path | None,
+    batch_size: int,
+    exact_check: bool,
+    log: Callable[[str], None],
+) -> None:
+    """Score baseline and edited models; fill ``result.reports`` and the report's evaluation sections."""
+    ev = spec.evaluate
+    dataset, tg = evaluation
+    classifier = zero_shot_classifier(bb, ev.classes, ev.templates)
+    store = calibration_store(bb, dataset, cache_dir, batch_size)
+    base = fast_embeddings(store, None, desc="baseline (fast)")
+    direct = fast_embeddings(store, compiled.tensors, desc="edited (fast)")
+    reports = {"baseline": tg.report(predict(base, classifier))}
+    checks: dict[str, Any] = {}
+
+    def exact(encode: Callable[[torch.Tensor], torch.Tensor], desc: str) -> torch.Tensor:
+        return exact_embeddings(encode, dataset, bb.preprocess, device=bb.device, dtype=bb.dtype,
+                                batch_size=batch_size, desc=desc)  # fmt: skip
+
+    if spec.target == "wrapper":
+        reports["edited"] = tg.report(predict(direct, classifier))
+        if exact_check:
+            wrapper = compiled.wrapper()
+            checks["exact_vs_fast"] = compare(direct, exact(wrapper.encode_image, "edited (exact)"), classifier)
+            if checks["exact_vs_fast"]["disagreements"]:
+                log(f"warning: the exact and fast evaluation paths disagree on "
+                    f"{checks['exact_vs_fast']['disagreements']} images (see report.json, checks)")  # fmt: skip
+    else:
+        patched = compiled.patched_model()
+        weights = exact(patched.encode_image, "edited (patched weights)")
+        reports["edited (direct)"] = tg.report(predict(direct, classifier))
+        reports["edited"] = tg.report(predict(weights, classifier))
+        fidelity = compare(direct, weights, classifier)
+        fidelity["acc_avg_diff"] = reports["edited"].acc_avg - reports["edited (direct)"].acc_avg
+        fidelity["acc_wg_diff"] = reports["edited"].acc_wg - reports["edited (direct)"].acc_wg
+        checks["weights_fidelity"] = fidelity
+    result.reports = reports
+    result.report["evaluation"] = {
+        "data": dataset.describe(),
+        "classes": list(ev.classes),
+        "templates": ev.templates if isinstance(ev.templates, str) else list(ev.templates),
+        "label": ev.label,
+        "groups": ev.group_columns,
+        "store": str(store.root),
+        "metrics": {name: r.as_dict() for name, r in reports.items()},
+        "delta": _delta(reports["baseline"], reports["edited"]),
+        "checks": checks,
+    }
+
+
+def _delta(base: GroupReport, edited: GroupReport) -> dict[str, float]:
+    """Edited minus baseline for the headline metrics (fractions)."""
+    out = {k: getattr(edited, k) - getattr(base, k) for k in ("acc_avg", "acc_wg", "acc_mean_group")}
+    if base.adj_acc_avg is not None and edited.adj_acc_avg is not None:
+        out["adj_acc_avg"] = edited.adj_acc_avg - base.adj_acc_avg
+    return out
+
+
+def _export(exporter: Any, compiled: CompiledEdit, folder: Path, formats: list[str]) -> dict[str, Any]:
+    """Write the artifacts the spec asks for with :mod:`editclip.export`; return what was written."""
+    written: dict[str, Any] = {}
+    if "safetensors" in formats:
+        if compiled.spec.target == "weights":
+            written["safetensors"] = str(exporter.save_patched_checkpoint(compiled, folder))
+        else:
+            written["safetensors"] = str(exporter.save_edit(compiled, folder))
+    if "onnx" in formats:
+        onnx = exporter.export_onnx(compiled, folder)
+        written["onnx"] = onnx if isinstance(onnx, dict) else str(onnx)
+    return written
+
+
+def _write(result: RunResult, spec: EditSpec) -> None:
+    """report.json, report.md, groups.png and the spec as run, each atomically."""
+    out = result.out
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "report.json", result.report)
+    write_text(out / "spec.yaml", spec.to_yaml())
+    if result.reports:
+        title = f"{spec.name or 'edit'}: {result.report['model']['name']}"
+        plot_groups(result.reports, out / "groups.png", title=title)
+    write_text(out / "report.md", markdown(result))
+
+
+def markdown(result: RunResult) -> str:
+    """The report as Markdown: what was edited, on what, and per-group accuracy baseline vs edited."""
+    r = result.report
+    lines = [f"# editclip run: {r['name'] or 'edit'}", ""]
+    lines.append(f"- model: {r['model']['name']} ({r['model'].get('pretrained') or r['model'].get('checkpoint')}), "
+                 f"fingerprint `{r['model']['fingerprint']}`")  # fmt: skip
+    lines.append(f"- target: {r['target']}; {len(r['edited_parts'])} parts edited")
+    lines += [f"  - {e}" for e in r["edits"]]
+    calib = r["calibration"]
+    lines.append(f"- calibration: {calib['calibration'].get('name')} ({calib['calibration'].get('split') or 'all'}), "
+                 f"{calib['calibration_count']} images")  # fmt: skip
+    if "evaluation" in r:
+        ev = r["evaluation"]
+        lines.append(f"- evaluation: {ev['data']['name']} ({ev['data']['split'] or 'all'}), {ev['data']['count']} "
+                     f"images; classes {', '.join(ev['classes'])}; groups {', '.join(ev['groups'])}")  # fmt: skip
+        lines += ["", "## Accuracy (%)", "", _markdown_table(result.reports), ""]
+        lines.append("![per-group accuracy](groups.png)")
+        for name, check in ev["checks"].items():
+            lines += ["", f"## {name.replace('_', ' ')}", ""]
+            lines += [f"- {k}: {v:.6g}" if isinstance(v, float) else f"- {k}: {v}" for k, v in check.items()]
+    if "export" in r:
+        lines += ["", "## Export", ""] + [f"- {k}: {v}" for k, v in r["export"].items()]
+    return "\n".join(lines) + "\n"
+
+
+def _markdown_table(reports: dict[str, GroupReport]) -> str:
+    names = list(reports)
+    first = reports[names[0]]
+
+    def row(label: str, count: int | str, values: list[str]) -> str:
+        return f"| {label} | {count} | " + " | ".join(values) + " |"
+
+    rows = [row("group", "count", names), "|---|---:|" + "---:|" * len(names)]
+    for g in first.groups:
+        rows.append(row(g.name, g.count, [_pct(next((x.acc for x in r.groups if x.name == g.name), None))
+                                          for r in reports.values()]))  # fmt: skip
+    rows.append(row("average", first.count, [_pct(r.acc_avg) for r in reports.values()]))
+    rows.append(row("mean per group", "", [_pct(r.acc_mean_group) for r in reports.values()]))
+    rows.append(row("worst group", "", [f"{_pct(r.acc_wg)} ({r.worst.name})" for r in reports.values()]))
+    if first.adj_acc_avg is not None:
+        rows.append(row("adjusted average", "", [_pct(r.adj_acc_avg) for r in reports.values()]))
+    return "\n".join(rows)
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f}"

@@ -1,0 +1,191 @@
+"""Evaluating edits: the fast path (stored parts) and the exact path (the compiled model) agree on every
+prediction; mean-ablation and projection mean what the paper says; the weights target is reported
+with its fidelity; ``editclip run`` writes its report, and refuses bad specs before writing anything."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import yaml
+
+import editclip
+from editclip import cli
+from editclip.compile import calibration_store, compile_edit
+from editclip.data import load_dataset
+from editclip.evaluate import predict, zero_shot_classifier
+from editclip.evaluation_paths import compare, exact_embeddings, fast_embeddings, targets
+from editclip.runner import run_spec
+from editclip.spec import EditSpec
+
+TEMPLATES = ["a photo of a {}."]
+
+
+@pytest.fixture
+def base(tiny_files: tuple[Path, Path], tiny_waterbirds: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict:
+    """A valid spec (as data) for the tiny model and the tiny Waterbirds folder; cwd is a fresh folder."""
+    monkeypatch.chdir(tmp_path)
+    checkpoint, config = tiny_files
+    return {
+        "editclip": 1,
+        "name": "tiny",
+        "model": {"checkpoint": str(checkpoint), "config": str(config)},
+        "calibration": {"data": {"root": str(tiny_waterbirds), "split": "val"}},
+        "edits": [{"mean_ablate": ["L3.H1", "L2.H0"]}],
+        "evaluate": {"data": {"root": str(tiny_waterbirds), "split": "test"}, "classes": ["landbird", "waterbird"],
+                     "templates": TEMPLATES, "label": "y", "groups": ["y", "place"]},
+    }  # fmt: skip
+
+
+def _spec(base: dict, **changes: Any) -> EditSpec:
+    return EditSpec.from_dict({**base, **changes})
+
+
+@pytest.mark.parametrize(
+    "edits",
+    [
+        [{"mean_ablate": ["L3.H1", "L2.H0"]}, {"mean_ablate": {"layers": "L0", "parts": "both"}}],
+        [{"mean_ablate": {"parts": "mlp", "embed": True}},
+         {"project": {"head": "L3.H2", "onto": {"texts": ["water", "a forest", "sky"]}}}],
+        [{"project": {"head": "L2.H3", "away_from": {"texts": ["water", "a forest"]}}}, {"mean_ablate": ["L1.H1"]}],
+    ],
+    ids=["heads-and-layer", "mlps-embed-project-onto", "project-away"],
+)  # fmt: skip
+def test_fast_and_exact_paths_agree(base: dict, tiny_bb: editclip.Backbone, tmp_path: Path, edits: list) -> None:
+    spec = _spec(base, edits=edits)
+    compiled = compile_edit(spec, tiny_bb, cache_dir=tmp_path / "cache")
+    dataset = load_dataset(base["evaluate"]["data"]["root"], split="test")
+    store = calibration_store(tiny_bb, dataset, tmp_path / "cache")
+    classifier = zero_shot_classifier(tiny_bb, ["landbird", "waterbird"], TEMPLATES)
+    fast = fast_embeddings(store, compiled.tensors, progress=False)
+    exact = exact_embeddings(compiled.wrapper().encode_image, dataset, tiny_bb.preprocess, progress=False)
+    torch.testing.assert_close(fast, exact, atol=1e-5, rtol=1e-5)
+    assert torch.equal(predict(fast, classifier), predict(exact, classifier))
+    assert compare(fast, exact, classifier)["disagreements"] == 0
+    # the unedited fast path is the base model's own embedding
+    base_exact = exact_embeddings(tiny_bb.encode_image, dataset, tiny_bb.preprocess, progress=False)
+    torch.testing.assert_close(fast_embeddings(store, None, progress=False), base_exact, atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(fast, base_exact, atol=1e-4)  # the edit did something
+
+
+def test_mean_ablation_replaces_the_part_by_its_calibration_mean(
+    base: dict, tiny_bb: editclip.Backbone, tmp_path: Path
+) -> None:
+    spec = _spec(base, edits=[{"mean_ablate": ["L2.H1"]}])
+    calibration = calibration_store(tiny_bb, load_dataset(base["calibration"]["data"]["root"], split="val"),
+                                    tmp_path / "cache")  # fmt: skip
+    compiled = compile_edit(spec, tiny_bb, calibration)
+    images = torch.stack([tiny_bb.preprocess(load_dataset(base["evaluate"]["data"]["root"], split="test")[i][0])
+                          for i in range(6)])  # fmt: skip
+    d = editclip.decompose(tiny_bb, images)
+    mean = calibration.read("heads", index=(2, 1)).double().mean(0).float()
+    expected = d.total() - d.heads[:, 2, 1] + mean
+    torch.testing.assert_close(compiled.wrapper().encode_image(images), expected, atol=1e-5, rtol=1e-5)
+
+
+def test_projection_onto_the_whole_space_is_the_identity(
+    base: dict, tiny_bb: editclip.Backbone, tmp_path: Path
+) -> None:
+    dim = tiny_bb.shape.embed_dim
+    texts = [f"a photo of {n} {thing}" for n in ("one", "two", "three", "four", "five", "six", "seven")
+             for thing in ("bird", "lake", "tree", "dog", "car", "house", "cloud")]  # fmt: skip
+    (tmp_path / "pool.txt").write_text("\n".join(texts) + "\n")
+    edits = [
+        {"project": {"head": "L3.H0", "onto": {"texts": texts}}},
+        {"project": {"head": "L1.H2", "onto": {"textspan": {"pool": "pool.txt", "m": dim}}}},
+    ]
+    compiled = compile_edit(_spec(base, edits=edits), tiny_bb, cache_dir=tmp_path / "cache")
+    assert compiled.provenance["bases"]["L1.H2"]["m"] == dim
+    eye = torch.eye(dim).expand(2, dim, dim)
+    torch.testing.assert_close(compiled.tensors.project_linear, eye, atol=1e-4, rtol=0)
+    images = torch.randn(4, 3, 32, 32)
+    torch.testing.assert_close(compiled.wrapper().encode_image(images), tiny_bb.encode_image(images),
+                               atol=1e-4, rtol=1e-4)  # fmt: skip
+
+
+def test_weights_target_is_reported_with_its_fidelity(base: dict, tmp_path: Path) -> None:
+    spec = _spec(base, target="weights", edits=[{"mean_ablate": ["L3.H2"]}])
+    result = run_spec(spec, tmp_path / "run", cache_dir=tmp_path / "cache", log=lambda _: None)
+    evaluation = result.report["evaluation"]
+    fidelity = evaluation["checks"]["weights_fidelity"]
+    assert 0.5 < fidelity["cosine_mean"] <= 1 + 1e-6 and fidelity["cosine_min"] <= fidelity["cosine_mean"]
+    assert {"agreement", "acc_avg_diff", "acc_wg_diff"} <= set(fidelity)
+    assert set(evaluation["metrics"]) == {"baseline", "edited (direct)", "edited"}
+    assert fidelity["acc_avg_diff"] == pytest.approx(
+        evaluation["metrics"]["edited"]["acc_avg"] - evaluation["metrics"]["edited (direct)"]["acc_avg"]
+    )
+    assert "weights fidelity" in (tmp_path / "run" / "report.md").read_text()
+
+
+def test_run_command_writes_the_report(base: dict, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    spec_file = tmp_path / "tiny.yaml"
+    spec_file.write_text(yaml.safe_dump(base))
+    out = tmp_path / "run"
+    assert cli.main(["run", str(spec_file), "--out", str(out), "--cache", str(tmp_path / "cache")]) == 0
+    printed = capsys.readouterr().out
+    assert "baseline" in printed and "worst group" in printed and "edited - baseline" in printed
+    assert sorted(p.name for p in out.iterdir()) == ["groups.png", "report.json", "report.md", "spec.yaml"]
+    report = json.loads((out / "report.json").read_text())
+    metrics = report["evaluation"]["metrics"]
+    for name in ("baseline", "edited"):
+        assert {"acc_avg", "acc_wg", "adj_acc_avg", "acc_y:0_place:1", "worst_group"} <= set(metrics[name])
+    assert report["evaluation"]["checks"]["exact_vs_fast"]["disagreements"] == 0
+    assert report["edited_parts"] == ["L3.H1", "L2.H0"]
+    assert (out / "groups.png").read_bytes()[:4] == b"\x89PNG"
+    assert EditSpec.from_yaml(out / "spec.yaml") == EditSpec.from_dict(base)
+    # a second run refuses the non-empty folder, and --overwrite writes into it
+    assert cli.main(["run", str(spec_file), "--out", str(out), "--cache", str(tmp_path / "cache")]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert cli.main(["run", str(spec_file), "--out", str(out), "--cache", str(tmp_path / "cache"),
+                     "--overwrite", "--no-exact-check"]) == 0  # fmt: skip
+
+
+def _set(data: dict, path: str, value: Any) -> dict:
+    data = json.loads(json.dumps(data))
+    *keys, last = path.split(".")
+    node = data
+    for key in keys:
+        node = node[int(key)] if key.isdigit() else node[key]
+    node[last] = value
+    return data
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "message"),
+    [
+        ("edits", [{"mean_ablate": ["L9.H0"]}], "L9.H0|layer 9"),  # out of range: found once the model is loaded
+        ("edits", [{"mean_ablate": ["L1.H7"]}], "head 7|H7"),
+        ("edits", [{"mean_ablate": {"layers": "last:9", "parts": "attention"}}], "last:9|9"),
+        ("edits", [], "no edits"),
+        ("edits", [{"mean_ablate": ["L1-H0"]}], "L1-H0"),
+        ("calibration.data.root", "nowhere", "does not exist"),
+        ("evaluate.label", "colour", "no column 'colour'"),
+        ("evaluate.groups", ["y", "img_filename"], "img_filename"),  # not an integer column
+        ("evaluate.classes", ["landbird"], "at least 2 classes"),
+        ("target", "both", "target"),
+        ("surprise", 1, "unknown key"),
+        ("export", {"formats": ["tflite"], "dir": "exports/x"}, "formats"),
+    ],
+)
+def test_bad_specs_exit_2_and_write_nothing(
+    base: dict, tmp_path: Path, capsys: pytest.CaptureFixture[str], path: str, value: Any, message: str
+) -> None:
+    spec_file = tmp_path / "bad.yaml"
+    spec_file.write_text(yaml.safe_dump(_set(base, path, value)))
+    out = tmp_path / "never"
+    code = cli.main(["run", str(spec_file), "--out", str(out), "--cache", str(tmp_path / "cache")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert re.search(message, err), err
+    assert not out.exists()
+
+
+def test_targets_refuse_non_integer_columns(tiny_waterbirds: Path) -> None:
+    dataset = load_dataset(tiny_waterbirds, split="test")
+    assert targets(dataset, "y", ["y", "place"]).train_group_counts == {(0, 0): 4, (1, 0): 4, (0, 1): 4, (1, 1): 4}
+    with pytest.raises(editclip.EditclipError, match="no integer column 'place_filename'"):
+        targets(dataset, "y", ["y", "place_filename"])
