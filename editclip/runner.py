@@ -64,10 +64,9 @@ def check_output_folder(out: Path, overwrite: bool, what: str = "output folder")
 def load_model(model: ModelSpec, device: str | torch.device = "cpu") -> Backbone:
     """The backbone a spec's ``model`` section names."""
     if model.toyworld:
-        toyworld = importlib.import_module("editclip.toyworld")
-        if not hasattr(toyworld, "load"):
-            raise EditclipError("the toy-world model is not available in this installation (editclip.toyworld.load)")
-        return toyworld.load(device=device)
+        from .toyworld import load as load_toyworld
+
+        return load_toyworld(device=str(device), precision=model.precision)
     if model.checkpoint is not None:
         return load(model.name, checkpoint=model.checkpoint, config=model.config, device=device,
                     precision=model.precision)  # fmt: skip
@@ -144,7 +143,8 @@ def run_spec(
             _evaluate(spec, bb, compiled, evaluation, result, cache_dir, batch_size, exact_check, log)
     if spec.export is not None:
         with _timed(timings, "export"):
-            report["export"] = _export(exporter, compiled, Path(spec.export.dir), spec.export.formats)
+            report["export"] = exporter.export_compiled(compiled, spec.export.dir, spec.export.formats)
+        log(f"exported {', '.join(spec.export.formats)} to {spec.export.dir}")
     report["seconds"] = timings
     _write(result, spec)
     return result
@@ -228,20 +228,6 @@ def _delta(base: GroupReport, edited: GroupReport) -> dict[str, float]:
     return out
 
 
-def _export(exporter: Any, compiled: CompiledEdit, folder: Path, formats: list[str]) -> dict[str, Any]:
-    """Write the artifacts the spec asks for with :mod:`editclip.export`; return what was written."""
-    written: dict[str, Any] = {}
-    if "safetensors" in formats:
-        if compiled.spec.target == "weights":
-            written["safetensors"] = str(exporter.save_patched_checkpoint(compiled, folder))
-        else:
-            written["safetensors"] = str(exporter.save_edit(compiled, folder))
-    if "onnx" in formats:
-        onnx = exporter.export_onnx(compiled, folder)
-        written["onnx"] = onnx if isinstance(onnx, dict) else str(onnx)
-    return written
-
-
 def _write(result: RunResult, spec: EditSpec) -> None:
     """report.json, report.md, groups.png and the spec as run, each atomically."""
     out = result.out
@@ -275,8 +261,20 @@ def markdown(result: RunResult) -> str:
             lines += ["", f"## {name.replace('_', ' ')}", ""]
             lines += [f"- {k}: {v:.6g}" if isinstance(v, float) else f"- {k}: {v}" for k, v in check.items()]
     if "export" in r:
-        lines += ["", "## Export", ""] + [f"- {k}: {v}" for k, v in r["export"].items()]
+        lines += ["", "## Export", ""] + [f"- {k}: {_artifact(v)}" for k, v in r["export"].items()]
     return "\n".join(lines) + "\n"
+
+
+def _artifact(value: Any) -> str:
+    """An export entry: a path, or an ONNX report with its parity check."""
+    if not isinstance(value, dict):
+        return str(value)
+    parity = value.get("parity")
+    check = "parity not checked" if not parity else (
+        f"parity vs torch: max abs diff {parity['max_abs_diff']:.3g}, min cosine {parity['min_cosine']:.7f}, "
+        f"{'passed' if parity['passed'] else 'FAILED'}"
+    )
+    return f"{value['path']} ({check})"
 
 
 def _markdown_table(reports: dict[str, GroupReport]) -> str:

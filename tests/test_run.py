@@ -122,6 +122,7 @@ def test_weights_target_is_reported_with_its_fidelity(base: dict, tmp_path: Path
 
 
 def test_run_command_writes_the_report(base: dict, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    base = {**base, "export": {"formats": ["safetensors", "onnx"], "dir": str(tmp_path / "export")}}
     spec_file = tmp_path / "tiny.yaml"
     spec_file.write_text(yaml.safe_dump(base))
     out = tmp_path / "run"
@@ -136,10 +137,13 @@ def test_run_command_writes_the_report(base: dict, tmp_path: Path, capsys: pytes
     assert report["evaluation"]["checks"]["exact_vs_fast"]["disagreements"] == 0
     assert report["edited_parts"] == ["L3.H1", "L2.H0"]
     assert (out / "groups.png").read_bytes()[:4] == b"\x89PNG"
+    assert Path(report["export"]["safetensors"]).is_file() and report["export"]["onnx"]["parity"]["passed"]
+    assert "## Export" in (out / "report.md").read_text()
     assert EditSpec.from_yaml(out / "spec.yaml") == EditSpec.from_dict(base)
     # a second run refuses the non-empty folder, and --overwrite writes into it
     assert cli.main(["run", str(spec_file), "--out", str(out), "--cache", str(tmp_path / "cache")]) == 2
     assert "--overwrite" in capsys.readouterr().err
+    spec_file.write_text(yaml.safe_dump({k: v for k, v in base.items() if k != "export"}))
     assert cli.main(["run", str(spec_file), "--out", str(out), "--cache", str(tmp_path / "cache"),
                      "--overwrite", "--no-exact-check"]) == 0  # fmt: skip
 
