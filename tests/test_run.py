@@ -193,3 +193,22 @@ def test_targets_refuse_non_integer_columns(tiny_waterbirds: Path) -> None:
     assert targets(dataset, "y", ["y", "place"]).train_group_counts == {(0, 0): 4, (1, 0): 4, (0, 1): 4, (1, 1): 4}
     with pytest.raises(editclip.EditclipError, match="no integer column 'place_filename'"):
         targets(dataset, "y", ["y", "place_filename"])
+
+
+def test_demo_runs_end_to_end(tiny_files: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The demo on a random tiny model (the shipped toy CLIP is checked by `editclip demo` itself)."""
+    from editclip.demo import run_demo
+
+    monkeypatch.chdir(tmp_path)
+    checkpoint, config = tiny_files
+    lines: list[str] = []
+    result = run_demo("demo", model={"checkpoint": str(checkpoint), "config": str(config)}, counts=(8, 24, 24),
+                      max_heads=2, log=lines.append)  # fmt: skip
+    assert result.heads and {"baseline", "edited"} == set(result.run.reports)
+    assert EditSpec.from_yaml("demo/spec.yaml").edits[0].mean_ablate.heads == list(result.heads)
+    summary = json.loads(Path("demo/demo.json").read_text())
+    assert summary["goal"]["met"] == result.goal_met and len(summary["calibration_trials"]) <= 3
+    assert Path("demo/export/model.onnx").is_file() and Path("demo/report/report.json").is_file()
+    assert any(line.startswith("goal (worst group +10 points") for line in lines)
+    with pytest.raises(editclip.EditclipError, match="not empty"):
+        run_demo("demo", model={"checkpoint": str(checkpoint), "config": str(config)}, log=lines.append)

@@ -1,0 +1,37 @@
+"""``editclip demo``: find and remove the toy world's background heads, end to end, offline."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..demo import DEFAULT_COUNTS, run_demo
+from ..errors import EditclipError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "demo",
+        help="the whole method on the shipped toy world: find background heads, edit, evaluate, export",
+        description="Generate a small toy-world dataset, decompose its calibration split with the shipped toy "
+        "CLIP, rank the heads whose direct part follows the background rather than the shape, choose how many "
+        "to mean-ablate on the calibration split, write the spec, compile it, evaluate baseline vs edited on "
+        "the test split, export ONNX and report whether worst-group accuracy rose by 10 points with the "
+        "average within 5. Offline; about a minute on a CPU.",
+    )
+    parser.add_argument("--out", default="out/demo", help="output folder (default out/demo)")
+    parser.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
+    parser.add_argument("--counts", nargs=3, type=int, metavar=("TRAIN", "VAL", "TEST"), default=DEFAULT_COUNTS,
+                        help="images per split (default %(default)s)")  # fmt: skip
+    parser.add_argument("--seed", type=int, default=0, help="seed of the generated world (default 0)")
+    parser.add_argument("--max-heads", type=int, default=8, help="most heads to ablate (default 8)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if min(args.counts[1:]) < 8 or args.counts[0] < 0:
+        raise EditclipError(f"--counts {' '.join(map(str, args.counts))}: val and test need at least 8 images each")
+    if args.max_heads < 1:
+        raise EditclipError("--max-heads must be positive")
+    result = run_demo(args.out, overwrite=args.overwrite, counts=tuple(args.counts), seed=args.seed,
+                      max_heads=args.max_heads)  # fmt: skip
+    return 0 if result.run.reports else 1
