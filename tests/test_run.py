@@ -212,3 +212,22 @@ def test_demo_runs_end_to_end(tiny_files: tuple[Path, Path], tmp_path: Path, mon
     assert any(line.startswith("goal (worst group +10 points") for line in lines)
     with pytest.raises(editclip.EditclipError, match="not empty"):
         run_demo("demo", model={"checkpoint": str(checkpoint), "config": str(config)}, log=lines.append)
+
+
+@pytest.mark.slow
+def test_fast_and_exact_paths_agree_on_vit_b_32(base: dict, tmp_path: Path) -> None:
+    """The same agreement on a real architecture (random weights; 4 calibration and 4 evaluation images)."""
+    torch.manual_seed(0)
+    bb = editclip.load("ViT-B-32")
+    edits = [{"mean_ablate": ["L11.H3", "L10.H0"]}, {"mean_ablate": {"layers": "L0-3", "parts": "both", "embed": True}},
+             {"project": {"head": "L11.H7", "away_from": {"texts": ["water", "a forest"]}}}]  # fmt: skip
+    calibration = {**base["calibration"], "max_images": 4}
+    spec = _spec(base, model={"name": "ViT-B-32"}, calibration=calibration, edits=edits)
+    compiled = compile_edit(spec, bb, cache_dir=tmp_path / "cache")
+    dataset = load_dataset(base["evaluate"]["data"]["root"], split="test", max_images=4)
+    store = calibration_store(bb, dataset, tmp_path / "cache")
+    classifier = zero_shot_classifier(bb, ["landbird", "waterbird"], TEMPLATES)
+    fast = fast_embeddings(store, compiled.tensors, progress=False)
+    exact = exact_embeddings(compiled.wrapper().encode_image, dataset, bb.preprocess, progress=False)
+    torch.testing.assert_close(fast, exact, atol=1e-5, rtol=1e-5)
+    assert torch.equal(predict(fast, classifier), predict(exact, classifier))
