@@ -9,7 +9,8 @@
    over the toy-world pool names what each chosen head writes.
 4. Write the spec this builds, and run it like ``editclip run``: compile, evaluate baseline vs edited on
    the test split (fast path, checked by the exact path), export ONNX, write the report.
-5. Say whether the goal was met: worst-group accuracy up by at least 10 points, average within 5.
+5. Say whether the goal was met: worst-group accuracy up by at least 10 points, while the average
+   accuracy drops by at most 5 (stays within 5 points below the baseline; a rise is welcome).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from .text import encode_texts, load_pool
 from .textspan import textspan
 
 GOAL_WORST_GROUP_GAIN = 0.10  # edited worst-group accuracy >= baseline + 10 points
-GOAL_AVERAGE_CHANGE = 0.05  # |edited average - baseline average| <= 5 points
+GOAL_AVERAGE_DROP = 0.05  # edited average >= baseline average - 5 points (a rise is welcome)
 DEFAULT_COUNTS = (400, 600, 800)  # train (only its group sizes are used), val (calibration), test
 
 
@@ -50,11 +51,11 @@ class DemoResult:
     summary: dict[str, Any]
 
 
-def goal(summary_delta: dict[str, float]) -> bool:
+def goal(delta: dict[str, float]) -> bool:
     """Whether edited minus baseline meets the toy world's goal (fractions)."""
     return (
-        summary_delta["acc_wg"] >= GOAL_WORST_GROUP_GAIN - 1e-9
-        and abs(summary_delta["acc_avg"]) <= GOAL_AVERAGE_CHANGE + 1e-9
+        delta["acc_wg"] >= GOAL_WORST_GROUP_GAIN - 1e-9
+        and delta["acc_avg"] >= -GOAL_AVERAGE_DROP - 1e-9
     )
 
 
@@ -94,7 +95,7 @@ def run_demo(
     classifier = zero_shot_classifier(bb, list(CLASSES), list(TEMPLATES))
     candidates = [s.head for s in ranking if s.score > 0]
     pick = pick_top_k(calibration, candidates, classifier, "y", ["y", "place"], max_k=max_heads,
-                      max_avg_drop=GOAL_AVERAGE_CHANGE)  # fmt: skip
+                      max_avg_drop=GOAL_AVERAGE_DROP)  # fmt: skip
     for s in ranking[:8]:
         log(f"      {s.head:<7} score {s.score:7.4f}  place explains {100 * s.spurious:5.1f}% of its variance, "
             f"shape {100 * s.label:5.1f}%")  # fmt: skip
@@ -135,7 +136,7 @@ def run_demo(
         "calibration_trials": [{"k": k, **r.as_dict()} for k, r in pick.trials],
         "test": run.report["evaluation"]["metrics"],
         "delta": delta,
-        "goal": {"worst_group_gain": GOAL_WORST_GROUP_GAIN, "average_change": GOAL_AVERAGE_CHANGE, "met": met},
+        "goal": {"worst_group_gain": GOAL_WORST_GROUP_GAIN, "average_drop": GOAL_AVERAGE_DROP, "met": met},
         "seconds": round(seconds, 1),
     }
     write_json(out / "demo.json", summary)
@@ -144,8 +145,8 @@ def run_demo(
     log(run.table)
     base, edited = run.reports["baseline"], run.reports["edited"]
     verdict = "MET" if met else "NOT met"
-    log(f"goal (worst group +{100 * GOAL_WORST_GROUP_GAIN:.0f} points, average within "
-        f"{100 * GOAL_AVERAGE_CHANGE:.0f}): {verdict}: worst group {100 * base.acc_wg:.1f} -> "
+    log(f"goal (worst group +{100 * GOAL_WORST_GROUP_GAIN:.0f} points, average down at most "
+        f"{100 * GOAL_AVERAGE_DROP:.0f}): {verdict}: worst group {100 * base.acc_wg:.1f} -> "
         f"{100 * edited.acc_wg:.1f} ({100 * delta['acc_wg']:+.1f}), average {100 * base.acc_avg:.1f} -> "
         f"{100 * edited.acc_avg:.1f} ({100 * delta['acc_avg']:+.1f})")  # fmt: skip
     log(f"wrote {out / 'spec.yaml'}, {out / 'report'}/, {out / 'export'}/, {out / 'demo.json'} in {seconds:.0f} s")
