@@ -20,6 +20,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "curves",
     "retrieve",
     "suggest",
+    "export",
     "run",
     "demo",
 )

@@ -1,0 +1,104 @@
+"""``editclip export``: the image tower of a base model, a saved edit or a patched checkpoint as ONNX."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from torch import nn
+
+from ..backbone import Backbone
+from ..edited import EditedCLIP
+from ..errors import EditclipError
+from ..export import (
+    CHECKPOINT_FORMAT,
+    FINGERPRINT_KEY,
+    PARITY_BATCH_SIZES,
+    check_fingerprint,
+    export_onnx,
+    model_metadata,
+    read_edit,
+    read_metadata,
+)
+from ._common import add_model_args, backbone_from_args
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "export",
+        help="export an image encoder (base, edited or weights-patched) to ONNX, checked against torch",
+        description="Export the image tower to ONNX (dynamic batch, fp32 in and out) and check it with "
+        "onnxruntime against torch on held-out inputs. The model is the one the model arguments name (a "
+        "patched checkpoint made by the weights target is given as --checkpoint), or with --edit, a saved "
+        "edit artifact on its base model (loaded from the source the artifact records when no model "
+        "arguments are given).",
+    )
+    add_model_args(p, required=False)
+    p.add_argument("--edit", help="edit artifact (.safetensors written by save_edit / editclip run)")
+    p.add_argument("--out", required=True, help="output .onnx file (weights over 2 GB go to <out>.data)")
+    p.add_argument("--fp16", action="store_true", help="fp16 weights and activations (input and output stay fp32)")
+    p.add_argument("--normalize", action="store_true", help="L2-normalise the output embeddings")
+    p.add_argument("--opset", type=int, default=18, help="ONNX opset, 17..20 (default 18)")
+    p.add_argument(
+        "--check-batch-sizes",
+        default=",".join(map(str, PARITY_BATCH_SIZES)),
+        help="batch sizes of the parity check (default %(default)s)",
+    )
+    p.add_argument("--no-check", action="store_true", help="skip the onnxruntime parity check")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        batch_sizes = [int(b) for b in args.check_batch_sizes.split(",")]
+    except ValueError:
+        raise EditclipError(f"--check-batch-sizes {args.check_batch_sizes!r}: expected integers like 1,3,8") from None
+    model, metadata = model_from_args(args)
+    report = export_onnx(
+        model,
+        args.out,
+        opset=args.opset,
+        fp16=args.fp16,
+        normalize=args.normalize,
+        metadata=metadata,
+        check=not args.no_check,
+        batch_sizes=batch_sizes,
+    )
+    print(f"{metadata['kind']} {metadata['model_id']}: {report.summary()}")
+    return 0
+
+
+def _has_model_args(args: argparse.Namespace) -> bool:
+    return bool(args.model or args.checkpoint or args.model_config or args.toyworld)
+
+
+def model_from_args(args: argparse.Namespace) -> tuple[nn.Module, dict[str, str]]:
+    """The model to export and its metadata: an EditedCLIP for --edit, else the model the arguments name
+    (kind 'patched' when it is a checkpoint written by save_patched_checkpoint)."""
+    if args.edit:
+        tensors, meta = read_edit(args.edit)
+        bb = backbone_from_args(args) if _has_model_args(args) else _base_of(meta, args)
+        check_fingerprint(meta, bb, args.edit)
+        return EditedCLIP(bb.model, tensors), {**model_metadata(bb, "edited"), **_without_format(meta)}
+    bb = backbone_from_args(args)
+    if args.checkpoint and str(args.checkpoint).endswith(".safetensors"):
+        meta = read_metadata(args.checkpoint)
+        if meta.get("format") == CHECKPOINT_FORMAT:
+            return bb.model, {
+                **model_metadata(bb, "patched"),
+                **_without_format(meta),
+                "weights_fingerprint": bb.fingerprint,
+            }
+    return bb.model, model_metadata(bb, "base")
+
+
+def _base_of(meta: dict[str, str], args: argparse.Namespace) -> Backbone:
+    from ..store import load_backbone
+
+    if "editclip_base_model" not in meta:
+        raise EditclipError(f"{args.edit!r} does not record its base model; give the model arguments")
+    return load_backbone(json.loads(meta["editclip_base_model"]), args.device, fingerprint=meta[FINGERPRINT_KEY])
+
+
+def _without_format(meta: dict[str, str]) -> dict[str, str]:
+    return {k: v for k, v in meta.items() if k != "format"}
