@@ -52,6 +52,7 @@ VARIANTS: tuple[str, ...] = ("paper", "official")
 # A text whose squared residual norm (after removing the chosen directions) falls below this
 # fraction of its original squared norm lies in the chosen span up to rounding: not a candidate.
 _MIN_RESIDUAL = {torch.float64: 1e-10, torch.float32: 1e-5}
+_PRECISIONS = {"float64": torch.float64, "float32": torch.float32}
 
 
 @dataclass
@@ -83,7 +84,7 @@ class TextSpanResult:
 
         C: [N, D] (one head) or [K, N, D] (K heads, same K as the result) -> same shape, float32.
         """
-        x = torch.as_tensor(np.asarray(C) if not isinstance(C, Tensor) else C).to(self.basis)
+        x = _tensor(C).to(self.basis)
         mean = self.mean.unsqueeze(-2)  # [1, D] | [K, 1, D]
         coords = (x - mean) @ self.basis.transpose(-1, -2)  # [(K,) N, m]
         return mean + coords @ self.basis
@@ -136,18 +137,19 @@ def textspan(
                 f"m={m} is larger than the official variant's text projection rank min(k, N, D) = {rank}"
             )
 
+    if precision not in _PRECISIONS:
+        raise EditclipError(f"precision {precision!r} is not supported; choose one of {', '.join(_PRECISIONS)}")
     dev = torch.device(device) if device is not None else _default_device()
-    dtype = torch.float64 if precision == "float64" else torch.float32
+    dtype = _PRECISIONS[precision]
     heads = C[None] if single else C
     n_heads = np.shape(heads)[0]
     chunk = head_chunk or _auto_chunk(n_img, n_txt, dim, dtype, dev)
-    r = torch.as_tensor(np.asarray(R) if not isinstance(R, Tensor) else R).to(dev, dtype)
+    r = _tensor(R).to(dev, dtype)
 
     parts = []
     bar = tqdm(total=n_heads, desc="TextSpan", unit="head", disable=not progress)
     for start in range(0, n_heads, chunk):
-        x = heads[start : start + chunk]
-        x = torch.as_tensor(np.asarray(x) if not isinstance(x, Tensor) else x)
+        x = _tensor(heads[start : start + chunk])
         parts.append(_textspan_chunk(x.to(dev, dtype, copy=True), r, m, variant, rank, start))
         bar.update(x.shape[0])
     bar.close()
@@ -227,6 +229,10 @@ def _textspan_chunk(
         (total / (n_img - 1)).float().cpu(),
         torch.stack(residual, 1).float().cpu(),
     )
+
+
+def _tensor(x: Tensor | np.ndarray) -> Tensor:
+    return x if isinstance(x, Tensor) else torch.from_numpy(np.asarray(x))
 
 
 def _default_device() -> torch.device:

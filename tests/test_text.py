@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 import torch
 
+import editclip
 from editclip.errors import EditclipError
 from editclip.text import POOLS, encode_texts, load_pool
 
@@ -86,3 +88,6 @@ def test_general_pool_is_large_and_has_no_near_duplicates():
 
 def test_shipped_pools_are_known():
     assert set(POOLS) == {"general", "toyworld"}
+    toyworld = Path(editclip.__file__).parent / POOLS["toyworld"]
+    if toyworld.is_file():
+        assert load_pool("toyworld") == load_pool(toyworld)
