@@ -10,12 +10,13 @@
   m = 0 is every one of those heads mean-ablated.
 
 Means and TextSpan bases come from a calibration store (by default the evaluated store itself, as
-in the official code); results record which store was used. Every layer is read one at a time, so
+in the official code); results record which store was used. Layers are read one at a time, so
 memory stays at a few [N, D] arrays plus one layer's heads.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -82,28 +83,23 @@ def ablation_curve(
     check_calibration(store, calibration)
     mean_attn, mean_mlps, mean_embed = _mean_attention(calibration), calibration.mean("mlps"), calibration.mean("embed")
 
-    attn_delta, mlp_delta = [], []  # per layer: mean - contribution, [N, D]
     embed = store.read("embed")
     z = embed + store.const()
-    for layer, (attn, mlp) in enumerate(_layers(store)):
+    for attn, mlp in _layers(store):  # first pass: the embedding itself
         z += attn + mlp
-        attn_delta.append(mean_attn[layer] - attn)
-        mlp_delta.append(mean_mlps[layer] - mlp)
-
-    def cumulative(deltas: list[Tensor]) -> list[float]:
-        current, accs = z.clone(), [_accuracy(z, classifier, labels)]
-        for delta in deltas:
-            current += delta
-            accs.append(_accuracy(current, classifier, labels))
-        return accs
-
-    mlp_curve = cumulative(mlp_delta)
+    attn_curve, mlp_curve = [_accuracy(z, classifier, labels)], [_accuracy(z, classifier, labels)]
+    no_attn, no_mlp = z.clone(), z
+    for layer, (attn, mlp) in enumerate(_layers(store)):  # second pass: ablate one more layer each step
+        no_attn += mean_attn[layer] - attn
+        no_mlp += mean_mlps[layer] - mlp
+        attn_curve.append(_accuracy(no_attn, classifier, labels))
+        mlp_curve.append(_accuracy(no_mlp, classifier, labels))
     return {
         **_provenance(store, calibration),
-        "attention": cumulative(attn_delta),
+        "attention": attn_curve,
         "mlps": mlp_curve,
         "all_mlps": mlp_curve[-1],
-        "all_mlps_and_embed": _accuracy(z + sum(mlp_delta) + mean_embed - embed, classifier, labels),
+        "all_mlps_and_embed": _accuracy(no_mlp + mean_embed - embed, classifier, labels),
     }
 
 
@@ -178,7 +174,9 @@ def textspan_curve(
     }
 
 
-def plot_curves(ablation: dict[str, Any] | None, reconstruction: dict[str, Any] | None, path: str) -> None:
+def plot_curves(
+    ablation: dict[str, Any] | None, reconstruction: dict[str, Any] | None, path: str | os.PathLike[str]
+) -> None:
     """PNG with one panel per computed curve: mean-ablation (Fig. 2) and TextSpan reconstruction (Fig. 3)."""
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
