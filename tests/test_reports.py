@@ -69,12 +69,19 @@ def test_textspan_report(stores, pool, tmp_path, capsys):
 def test_textspan_bad_input_exits_2_and_writes_nothing(stores, pool, tmp_path, capsys, args, message):
     empty = tmp_path / "empty.txt"
     empty.write_text("# only a comment\n")
-    base = {"--decomposition": str(stores["train"]), "--pool": str(pool), "--m": "3", "--layers": "last:1"}
-    for flag, value in zip(args[::2], args[1::2], strict=True):
-        base[flag] = {"EMPTY": str(empty), "MISSING": str(tmp_path / "missing")}.get(value, value)
+    options = {"--decomposition": str(stores["train"]), "--pool": str(pool), "--m": "3", "--layers": "last:1"}
+    assert_refused("textspan", options, args, message, tmp_path, capsys, EMPTY=str(empty))
+
+
+def assert_refused(command, options, changes, message, tmp_path, capsys, **placeholders):
+    """Run `command` with `options` updated by the flag/value pairs `changes` (MISSING: a path that does
+    not exist; other placeholders by name); it must exit 2 with `message` and create no --out."""
+    placeholders["MISSING"] = str(tmp_path / "missing")
+    options = dict(options)
+    for flag, value in zip(changes[::2], changes[1::2], strict=True):
+        options[flag] = placeholders.get(value, value)
     out = tmp_path / "out"
-    code = main(["textspan", *[x for kv in base.items() for x in kv], "--out", str(out)])
-    assert code == 2
+    assert main([command, *[x for kv in options.items() for x in kv], "--out", str(out)]) == 2
     assert message in capsys.readouterr().err
     assert not out.exists()
 
@@ -154,14 +161,9 @@ def test_curves_command(stores, pool, tmp_path, capsys):
     ],
 )
 def test_curves_bad_input_exits_2_and_writes_nothing(stores, pool, tmp_path, capsys, args, message):
-    base = {"--decomposition": str(stores["test"]), "--classes": "a,b", "--pool": str(pool), "--m": "2",
-            "--last": "1"}  # fmt: skip
-    for flag, value in zip(args[::2], args[1::2], strict=True):
-        base[flag] = str(tmp_path / "missing") if value == "MISSING" else value
-    out = tmp_path / "out"
-    assert main(["curves", *[x for kv in base.items() for x in kv], "--out", str(out)]) == 2
-    assert message in capsys.readouterr().err
-    assert not out.exists()
+    options = {"--decomposition": str(stores["test"]), "--classes": "a,b", "--pool": str(pool), "--m": "2",
+               "--last": "1"}  # fmt: skip
+    assert_refused("curves", options, args, message, tmp_path, capsys)
 
 
 def test_retrieval_ranks_by_the_head_contribution(stores, tmp_path, capsys):
@@ -195,12 +197,7 @@ def test_retrieval_ranks_by_the_head_contribution(stores, tmp_path, capsys):
     ],
 )
 def test_retrieve_bad_input_exits_2_and_writes_nothing(stores, tmp_path, capsys, args, message):
-    base = {"--decomposition": str(stores["test"]), "--head": "L1.H0", "--text": "a bird"}
-    for flag, value in zip(args[::2], args[1::2], strict=True):
-        base[flag] = value
-    if "--image" in base:
-        del base["--text"]
-    out = tmp_path / "out"
-    assert main(["retrieve", *[x for kv in base.items() for x in kv], "--out", str(out)]) == 2
-    assert message in capsys.readouterr().err
-    assert not out.exists()
+    options = {"--decomposition": str(stores["test"]), "--head": "L1.H0"}
+    if "--image" not in args:
+        options["--text"] = "a bird"
+    assert_refused("retrieve", options, args, message, tmp_path, capsys)
