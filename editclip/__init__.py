@@ -10,5 +10,9 @@ from .decompose import Decomposition as Decomposition
 from .decompose import decompose as decompose
 from .errors import EditclipError as EditclipError
 from .errors import UnsupportedModelError as UnsupportedModelError
+from .export import OnnxImageEncoder as OnnxImageEncoder
+from .export import export_onnx as export_onnx
+from .export import load_edit as load_edit
+from .export import save_edit as save_edit
 
 __version__ = "0.1.0"

@@ -350,11 +350,12 @@ def check_parity(
     *,
     batch_sizes: Sequence[int] = PARITY_BATCH_SIZES,
     providers: str | Sequence[str] = "cpu",
+    provider_options: Sequence[Mapping[str, Any]] | None = None,
     seed: int = 1234,
 ) -> Parity:
     """Run the ONNX file and ``module`` (images -> embeddings, fp32 torch reference) on the same held-out random
     inputs, one batch per size, and compare (the criterion depends on the file's stored precision)."""
-    encoder = OnnxImageEncoder(path, providers=providers)
+    encoder = OnnxImageEncoder(path, providers=providers, provider_options=provider_options)
     device = next(module.parameters()).device
     gen = torch.Generator().manual_seed(seed)
     max_diff, min_cos = 0.0, 1.0
@@ -372,13 +373,19 @@ def check_parity(
     return Parity(encoder.providers[0], tuple(batch_sizes), max_diff, min_cos, encoder.precision == "fp16")
 
 
+def _pad(options: Sequence[Mapping[str, Any]], count: int) -> list[dict[str, Any]]:
+    """One options dict per provider (onnxruntime wants as many as providers)."""
+    return [dict(o) for o in options][:count] + [{}] * max(0, count - len(options))
+
+
 class OnnxImageEncoder:
     """Embed images with an exported ONNX image encoder, using only what the file stores.
 
     ``providers``: ``auto`` (TensorRT, then CUDA, then CPU, as this onnxruntime has them), ``cpu``, ``cuda``,
-    ``tensorrt`` or a list of onnxruntime provider names. On CUDA/TensorRT inputs and outputs are bound on
-    the device (IO binding). ``optimization``: graph optimisation level (default 'all' for fp32 files,
-    'extended' for fp16 ones, see :func:`editclip._onnx.session_options`).
+    ``tensorrt`` or a list of onnxruntime provider names; ``provider_options`` go to them in order. On
+    CUDA/TensorRT, inputs and outputs are bound on the device (IO binding). ``optimization``: graph
+    optimisation level (default 'all' for fp32 files, 'extended' for fp16 ones, see
+    :func:`editclip._onnx.session_options`).
     """
 
     def __init__(
@@ -402,7 +409,7 @@ class OnnxImageEncoder:
                 str(self.path),
                 options,
                 providers=chosen,
-                provider_options=list(provider_options) if provider_options else None,
+                provider_options=_pad(provider_options, len(chosen)) if provider_options else None,
             )
         except Exception as err:  # onnxruntime raises its own exception types
             raise EditclipError(f"onnxruntime could not load {str(self.path)!r}: {err}") from err
