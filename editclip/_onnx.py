@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -252,6 +251,3 @@ def preprocess_image(
     pixels = np.asarray(image, dtype=np.float32) / 255.0
     return ((pixels - mean) / std).transpose(2, 0, 1)
 
-
-def file_size(path: str | os.PathLike[str]) -> int:
-    return Path(path).stat().st_size if Path(path).exists() else 0

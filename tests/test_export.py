@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import onnxruntime
 import pytest
 import torch
 from PIL import Image
@@ -137,6 +138,9 @@ def test_fp16_parity_normalized(kind: str, tiny_bb: editclip.Backbone, tmp_path:
     assert report.parity.fp16 and report.parity.min_cosine >= 0.999
     enc = OnnxImageEncoder(report.path, providers="cpu")
     assert enc.precision == "fp16" and enc.normalize
+    # onnxruntime's CPU provider has crashed on fp16 graphs at ORT_ENABLE_ALL: fp16 files get 'extended'
+    level = enc.session.get_session_options().graph_optimization_level
+    assert level == onnxruntime.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
     out = enc(np.random.default_rng(0).standard_normal((5, 3, 32, 32)).astype(np.float32), batch_size=2)
     assert out.dtype == np.float32 and out.shape == (5, tiny_bb.shape.embed_dim)
     np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1.0, atol=1e-3)
@@ -308,3 +312,30 @@ def test_export_compiled(compiled_weights: CompiledEdit, tmp_path: Path) -> None
     assert written["onnx"]["parity"]["passed"]
     meta = OnnxImageEncoder(written["onnx"]["path"]).metadata
     assert meta["kind"] == "patched" and meta["editclip_target"] == "weights"
+
+
+def test_bench_export_tiny(tiny_files: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    import argparse
+
+    from editclip.commands._bench_export import register_export
+
+    parser = argparse.ArgumentParser()
+    register_export(parser.add_subparsers())
+    checkpoint, config = tiny_files
+    args = parser.parse_args(
+        [
+            "export",
+            "--checkpoint",
+            str(checkpoint),
+            "--model-config",
+            str(config),
+            "--batch-size",
+            "2",
+            "--repeats",
+            "1",
+        ]
+    )
+    assert args.func(args) == 0
+    out = capsys.readouterr().out
+    for line in ("torch eager base", "torch EditedCLIP", "onnxruntime base", "onnxruntime edited", "(target <= 1.10)"):
+        assert line in out
