@@ -9,6 +9,7 @@ import torch
 from .._bench import format_table, measure
 from ..names import parse_layers
 from ..vit import run as run_vit
+from ._bench_export import register_export
 from ._bench_segment import register_segment
 from ._bench_textspan import register_textspan
 from ._common import add_model_args, backbone_from_args
@@ -25,6 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_decompose)
     register_textspan(bench)
     register_segment(bench)
+    register_export(bench)
 
 
 def run_decompose(args: argparse.Namespace) -> int:
