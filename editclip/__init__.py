@@ -3,16 +3,28 @@
 The public API is listed here explicitly; everything else is internal.
 """
 
+from ._version import __version__ as __version__
 from .backbone import Backbone as Backbone
 from .backbone import VitShape as VitShape
 from .backbone import load as load
+from .compile import CompiledEdit as CompiledEdit
+from .compile import compile_edit as compile  # noqa: F401  (editclip.compile(spec, bb), as DESIGN.md names it)
 from .decompose import Decomposition as Decomposition
 from .decompose import decompose as decompose
+from .edited import EditedCLIP as EditedCLIP
+from .edited import EditTensors as EditTensors
 from .errors import EditclipError as EditclipError
 from .errors import UnsupportedModelError as UnsupportedModelError
+from .evaluate import group_metrics as group_metrics
+from .evaluate import zero_shot_classifier as zero_shot_classifier
 from .export import OnnxImageEncoder as OnnxImageEncoder
 from .export import export_onnx as export_onnx
 from .export import load_edit as load_edit
 from .export import save_edit as save_edit
+from .runner import run_spec as run_spec
+from .spec import EditSpec as EditSpec
+from .store import DecompositionStore as DecompositionStore
+from .text import encode_texts as encode_texts
+from .textspan import TextSpanResult as TextSpanResult
+from .textspan import textspan as textspan
 
-__version__ = "0.1.0"

@@ -23,8 +23,8 @@ from typing import Any
 
 import torch
 
-from . import __version__
 from ._io import write_json, write_text
+from ._version import __version__
 from .backbone import Backbone, load
 from .compile import CompiledEdit, calibration_store, compile_edit
 from .data import ImageDataset, load_dataset
