@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,12 @@ TINY_CONFIG = {
     "vision_cfg": {"image_size": 32, "layers": 4, "width": 64, "patch_size": 8, "head_width": 16},
     "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 2},
 }
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _private_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Tests never read or write the user's ~/.cache/editclip."""
+    os.environ["EDITCLIP_CACHE"] = str(tmp_path_factory.mktemp("editclip-cache"))
 
 
 def randomise(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
