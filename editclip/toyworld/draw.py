@@ -7,7 +7,8 @@ import math
 import numpy as np
 from PIL import Image, ImageDraw
 
-IMAGE_SIZE = 32
+IMAGE_SIZE = 48
+PATCH = 12  # the tiny CLIP's ViT patch: each object sits in one cell of this grid, so shape is a patch feature
 SHAPES: tuple[str, ...] = ("triangle", "circle", "square", "star", "cross", "ring", "diamond", "moon")
 COLOURS: dict[str, tuple[int, int, int]] = {
     "red": (220, 30, 30),
@@ -84,7 +85,8 @@ def background(kind: str, rng: np.random.Generator, size: int = IMAGE_SIZE) -> n
 
 
 def _brick(rng: np.random.Generator, size: int) -> np.ndarray:
-    row_h, brick_w = 4, 8
+    row_h = max(4, size // 8)
+    brick_w = 2 * row_h
     yy, xx = np.mgrid[0:size, 0:size]
     dy, dx = rng.integers(0, row_h), rng.integers(0, brick_w)
     row = (yy + dy) // row_h

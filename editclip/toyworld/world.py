@@ -14,7 +14,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .draw import BACKGROUNDS, COLOURS, IMAGE_SIZE, SHAPES, background, compose, shape_mask
+from .draw import BACKGROUNDS, COLOURS, IMAGE_SIZE, PATCH, SHAPES, background, compose, shape_mask
 
 CLASSES: tuple[str, str] = ("triangle", "circle")
 PLACES: tuple[str, str] = ("land", "water")
@@ -44,9 +44,10 @@ class WorldConfig:
     """How the world is sampled; the defaults are the world the shipped model was trained on."""
 
     correlation: float = 0.95  # P(place == y) for target objects in training
-    target_fraction: float = 0.5  # share of target objects in the captioned training stream
-    target_radius: tuple[float, float] = (3.5, 6.0)  # outer radius in pixels of target objects
-    other_radius: tuple[float, float] = (4.0, 9.0)
+    target_fraction: float = 0.2  # share of target objects in the captioned training stream
+    target_radius: tuple[float, float] = (2.6, 3.8)  # outer radius in pixels of target objects (small)
+    other_radius: tuple[float, float] = (3.8, 5.8)
+    jitter: float = 1.0  # largest offset in pixels of an object's centre from its grid cell's centre
     p_object_only: float = 0.6  # caption mixture: object only, object and background, background only
     p_object_and_place: float = 0.25
     p_colour: float = 0.5  # P(the colour is named | the object is named)
@@ -71,15 +72,14 @@ def scene_rng(seed: int, stream: int, index: int) -> np.random.Generator:
     return np.random.default_rng([seed, stream, index])
 
 
-def _object(rng: np.random.Generator, shape: str, radius: tuple[float, float]) -> dict:
-    r = float(rng.uniform(*radius))
-    margin = r + 1.0
-    center = (float(rng.uniform(margin, IMAGE_SIZE - margin)), float(rng.uniform(margin, IMAGE_SIZE - margin)))
+def _object(rng: np.random.Generator, shape: str, radius: tuple[float, float], jitter: float) -> dict:
+    cell = rng.integers(IMAGE_SIZE // PATCH, size=2)
+    center = PATCH * cell + PATCH / 2 + rng.uniform(-jitter, jitter, size=2)
     return {
         "shape": shape,
         "colour": str(rng.choice(list(COLOURS))),
-        "radius": r,
-        "center": center,
+        "radius": float(rng.uniform(*radius)),
+        "center": (float(center[0]), float(center[1])),
         "angle": float(rng.uniform(-np.pi, np.pi) if shape == "moon" else rng.uniform(-0.35, 0.35)),
     }
 
@@ -87,7 +87,7 @@ def _object(rng: np.random.Generator, shape: str, radius: tuple[float, float]) -
 def target_scene(rng: np.random.Generator, y: int, place: int, cfg: WorldConfig) -> Scene:
     """A target object of class `y` on a background of `place`."""
     kind = str(rng.choice(PLACE_BACKGROUNDS[place]))
-    return Scene(background=kind, y=y, place=place, **_object(rng, CLASSES[y], cfg.target_radius))
+    return Scene(background=kind, y=y, place=place, **_object(rng, CLASSES[y], cfg.target_radius, cfg.jitter))
 
 
 def spurious_scene(rng: np.random.Generator, cfg: WorldConfig) -> Scene:
@@ -103,7 +103,9 @@ def training_scene(rng: np.random.Generator, cfg: WorldConfig) -> Scene:
         return spurious_scene(rng, cfg)
     kind = str(rng.choice(BACKGROUNDS))
     place = next((p for p, kinds in enumerate(PLACE_BACKGROUNDS) if kind in kinds), -1)
-    return Scene(background=kind, y=-1, place=place, **_object(rng, str(rng.choice(OTHER_SHAPES)), cfg.other_radius))
+    return Scene(
+        background=kind, y=-1, place=place, **_object(rng, str(rng.choice(OTHER_SHAPES)), cfg.other_radius, cfg.jitter)
+    )
 
 
 class Rendered(NamedTuple):
