@@ -21,6 +21,7 @@ from editclip.evaluate import predict, zero_shot_classifier
 from editclip.evaluation_paths import compare, exact_embeddings, fast_embeddings, targets
 from editclip.runner import run_spec
 from editclip.spec import EditSpec
+from editclip.toyworld import WEIGHTS_PATH
 
 TEMPLATES = ["a photo of a {}."]
 
@@ -231,3 +232,16 @@ def test_fast_and_exact_paths_agree_on_vit_b_32(base: dict, tmp_path: Path) -> N
     exact = exact_embeddings(compiled.wrapper().encode_image, dataset, bb.preprocess, progress=False)
     torch.testing.assert_close(fast, exact, atol=1e-5, rtol=1e-5)
     assert torch.equal(predict(fast, classifier), predict(exact, classifier))
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not WEIGHTS_PATH.is_file(), reason="the shipped toy CLIP is missing")
+def test_demo_meets_the_goal_on_the_shipped_toy_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The README's main job: worst group +10 points, average down at most 5, with heads found on calibration."""
+    from editclip.demo import run_demo
+
+    monkeypatch.chdir(tmp_path)
+    result = run_demo("demo", log=lambda _: None)
+    delta = result.run.report["evaluation"]["delta"]
+    assert result.goal_met, delta
+    assert delta["acc_wg"] >= 0.10 and delta["acc_avg"] >= -0.05

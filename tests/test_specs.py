@@ -43,10 +43,18 @@ def _load(path: Path, root: Path) -> EditSpec:
     return EditSpec.from_dict(_with_root(yaml.safe_load(path.read_text()), root))
 
 
-def test_there_are_the_paper_specs_and_a_projection() -> None:
+def test_there_are_the_paper_specs_a_projection_and_the_toy_world() -> None:
     names = {p.stem for p in SPECS}
-    assert {"waterbirds-vit-b-16", "waterbirds-vit-l-14", "waterbirds-vit-h-14"} <= names
+    assert {"waterbirds-vit-b-16", "waterbirds-vit-l-14", "waterbirds-vit-h-14", "toyworld"} <= names
     assert any("projection" in n for n in names)
+
+
+def test_toyworld_spec_matches_the_toy_world(data_root: Path) -> None:
+    from editclip.toyworld import CLASSES, TEMPLATES
+
+    spec = _load(Path(__file__).parent.parent / "specs" / "toyworld.yaml", data_root)
+    assert spec.model.toyworld
+    assert spec.evaluate.classes == list(CLASSES) and spec.evaluate.templates == list(TEMPLATES)
 
 
 @pytest.mark.parametrize("path", SPECS, ids=[p.stem for p in SPECS])
