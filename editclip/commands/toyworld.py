@@ -73,6 +73,8 @@ def run_train(args: argparse.Namespace) -> int:
     _check_train_out(out, args.force)
     torch.set_num_threads(args.threads)
     cfg = TrainConfig(seed=args.seed, **overrides)
+    if cfg.batch_size > cfg.n_images:
+        raise EditclipError(f"--batch-size {cfg.batch_size} is larger than --n-images {cfg.n_images}")
     model_cfg = json.loads(config_path.read_text(encoding="utf-8"))
     result = train(model_cfg, cfg)
     command = shlex.join(["editclip", *sys.argv[1:]]) if sys.argv[1:2] == ["toyworld"] else None

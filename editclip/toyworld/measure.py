@@ -15,8 +15,7 @@ from ..evaluate import GroupReport, group_metrics, predict, zero_shot_classifier
 from ..names import HeadRef
 from .train import to_tensor
 from .world import CLASSES, WorldConfig, dataset_scene, render_many
-
-SPLITS = {"train": 0, "val": 1, "test": 2}
+from .write import SPLIT_NAMES
 
 
 @dataclass
@@ -31,8 +30,8 @@ class Sample:
 def split_sample(split: str, n: int, seed: int = 0, cfg: WorldConfig | None = None) -> Sample:
     """Images 0..n-1 of `split` (val and test: the four groups in turn, so n=4k is balanced)."""
     cfg = cfg or WorldConfig()
-    pairs = [dataset_scene(seed, SPLITS[split], i, cfg) for i in range(n)]
-    images, _ = render_many([s for s, _ in pairs], [r for _, r in pairs])
+    pairs = [dataset_scene(seed, SPLIT_NAMES.index(split), i, cfg) for i in range(n)]
+    images = render_many([s for s, _ in pairs], [r for _, r in pairs])
     return Sample(to_tensor(images), np.array([s.y for s, _ in pairs]), np.array([s.place for s, _ in pairs]))
 
 

@@ -89,8 +89,8 @@ def train(model_cfg: dict, cfg: TrainConfig, progress: bool = True) -> TrainResu
     model = open_clip.CLIP(**model_cfg)
     tokenizer = _CachedTokenizer(model_cfg["text_cfg"]["context_length"])
     rngs = [scene_rng(cfg.seed, TRAIN_STREAM, i) for i in range(cfg.n_images)]
-    scenes = [training_scene(r, cfg.world) for r in tqdm(rngs, desc="scenes", disable=not progress)]
-    images, _ = render_many(scenes, rngs)
+    scenes = [training_scene(r, cfg.world) for r in rngs]
+    images = render_many(scenes, rngs, progress)
     decay = [p for p in model.parameters() if p.ndim >= 2]
     no_decay = [p for p in model.parameters() if p.ndim < 2]
     opt = torch.optim.AdamW(

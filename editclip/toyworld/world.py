@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
+from tqdm import tqdm
 
 from .draw import BACKGROUNDS, COLOURS, IMAGE_SIZE, PATCH, SHAPES, background, compose, shape_mask
 
@@ -142,10 +143,12 @@ def caption(scene: Scene, rng: np.random.Generator, cfg: WorldConfig) -> str:
     return template.format(o=obj, b=back, B=back[0].upper() + back[1:])
 
 
-def render_many(scenes: Sequence[Scene], rngs: Sequence[np.random.Generator]) -> tuple[np.ndarray, np.ndarray]:
-    """Images [N, S, S, 3] uint8 and masks [N, S, S] bool of several scenes."""
-    drawn = [render(s, r) for s, r in zip(scenes, rngs, strict=True)]
-    return np.stack([d.image for d in drawn]), np.stack([d.mask for d in drawn])
+def render_many(
+    scenes: Sequence[Scene], rngs: Sequence[np.random.Generator], progress: bool = False
+) -> np.ndarray:
+    """Images [N, S, S, 3] uint8 of several scenes."""
+    pairs = tqdm(zip(scenes, rngs, strict=True), total=len(scenes), desc="render", disable=not progress)
+    return np.stack([render(s, r).image for s, r in pairs])
 
 
 def dataset_scene(seed: int, split: int, index: int, cfg: WorldConfig) -> tuple[Scene, np.random.Generator]:
