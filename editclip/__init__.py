@@ -3,6 +3,7 @@
 The public API is listed here explicitly; everything else is internal.
 """
 
+from . import toyworld as toyworld
 from ._version import __version__ as __version__
 from .backbone import Backbone as Backbone
 from .backbone import VitShape as VitShape
