@@ -130,8 +130,9 @@ def calibration_dataset(data: DataSpec, max_images: int | None) -> ImageDataset:
 def calibration_store(
     bb: Backbone, dataset: ImageDataset, cache_dir: str | Path | None = None, batch_size: int = 32
 ) -> DecompositionStore:
-    """The exact-convention decomposition of ``dataset``, computed once and cached by weights and images."""
-    key = hashlib.sha256(json.dumps([bb.fingerprint, dataset.describe(), dataset.ids]).encode()).hexdigest()[:20]
+    """The exact-convention decomposition of ``dataset``, computed once and cached by weights and image files."""
+    files = [(str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in dataset.paths]  # regenerated data -> new key
+    key = hashlib.sha256(json.dumps([bb.fingerprint, dataset.describe(), dataset.ids, files]).encode()).hexdigest()[:20]
     root = Path(cache_dir) if cache_dir is not None else cache_root() / "stores"
     return decompose_dataset(bb, dataset, root / f"{bb.fingerprint}-{key}", batch_size=batch_size)
 
