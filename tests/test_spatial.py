@@ -16,6 +16,7 @@ from PIL import Image
 import editclip
 from editclip.attention_maps import attention_maps
 from editclip.cli import main
+from editclip.commands.segment import _open_data
 from editclip.errors import EditclipError
 from editclip.segmetrics import (
     GtSegs,
@@ -346,3 +347,15 @@ def test_segment_eval_reports_three_methods(tiny_files, tmp_path, monkeypatch, c
     assert (out / "examples.png").is_file()
     printed = capsys.readouterr().out
     assert "mIoU" in printed and "rollout" in printed
+
+
+def test_segment_eval_candidate_classes(tmp_path, tiny_files, capsys) -> None:
+    root = write_masked_folder(tmp_path / "toy", 2)
+    assert _open_data(str(root), None)[1] == ["square", "circle"]
+    (root / "world.json").write_text(json.dumps({"generator": "editclip.toyworld", "classes": ["triangle", "circle"]}))
+    classes = _open_data(str(root), "test")[1]
+    assert len(classes) == 8 and classes[:2] == ["triangle", "circle"]  # the world's shapes, like ImageNet's 1,000
+    (root / "world.json").unlink()
+    out = tmp_path / "out"
+    assert main(["segment-eval", *_model_args(tiny_files), "--data", str(root), "--out", str(out)]) == 2
+    assert "give --classes" in capsys.readouterr().err and not out.exists()

@@ -24,7 +24,6 @@ from ..spec import TEMPLATE_SETS
 from ._common import add_model_args, backbone_from_args
 
 METHODS = ("decomposition", "raw attention", "rollout")
-TOY_TEMPLATE = "a photo of a {}."
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -66,8 +65,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", required=True, help="a toy-world folder (metadata.csv + masks) or gtsegs_ijcv.mat")
     p.add_argument("--split", help="toy-world folder only: train, val or test (default: all)")
     p.add_argument("--max-images", type=int, help="use only the first N images")
-    p.add_argument("--classes", nargs="+", help="candidate classes (default: world.json's classes, or ImageNet's)")
-    _add_map_args(p, default_templates="a photo of a {}. for the toy world, openai_imagenet for ImageNet")
+    p.add_argument(
+        "--classes", nargs="+",
+        help="candidate classes (default: the toy world's 8 shapes, world.json's classes, or ImageNet's 1,000)",
+    )  # fmt: skip
+    _add_map_args(p, default_templates="the toy world's zero-shot templates, or openai_imagenet for ImageNet")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--examples", type=int, default=6, help="images in the example grid")
     p.set_defaults(func=run_eval)
@@ -171,13 +173,19 @@ def run_headmap(args: argparse.Namespace) -> int:
     result = head_map(bb, images, ref, args.text, templates=_templates(args.templates))
     out = Path(args.out)
     for i, name in enumerate(_out_names(files, f"_{ref}")):
-        save_figure(_overlay_figure(display[i], result.maps[i], f"{ref} along {args.text!r}"), out / name)
+        low, high = float(result.patch_scores[i].min()), float(result.patch_scores[i].max())
+        title = f"{ref} along {args.text!r}\npatch scores {low:.3g} .. {high:.3g}"
+        save_figure(_overlay_figure(display[i], result.maps[i], title), out / name)
     print(f"{out}: {len(files)} head maps of {ref} along {args.text!r} ({bb.model_id})")
     return 0
 
 
 def _open_data(path: str, split: str | None) -> tuple[GtSegs | MaskedFolder, list[str] | None, str]:
-    """The dataset, the classes it names (None: ImageNet's) and its kind (``toyworld`` or ``imagenet-seg``)."""
+    """The dataset, its candidate classes and its kind (``toyworld`` or ``imagenet-seg``).
+
+    Candidates are the model's label vocabulary, as in the paper (ImageNet's 1,000 classes: None here):
+    for a folder made by ``editclip toyworld make`` every shape of the world, else world.json's classes.
+    """
     root = Path(path)
     if root.is_file():
         if split is not None:
@@ -186,9 +194,12 @@ def _open_data(path: str, split: str | None) -> tuple[GtSegs | MaskedFolder, lis
     if not root.is_dir():
         raise EditclipError(f"--data {path!r} does not exist")
     ds = load_masked_folder(root, split)
-    world = root / "world.json"
-    classes = json.loads(world.read_text()).get("classes") if world.is_file() else None
-    return ds, classes, "toyworld"
+    world = json.loads((root / "world.json").read_text()) if (root / "world.json").is_file() else {}
+    if world.get("generator") == "editclip.toyworld":
+        from ..toyworld.draw import SHAPES
+
+        return ds, list(SHAPES), "toyworld"
+    return ds, world.get("classes"), "toyworld"
 
 
 def _load_pairs(bb: Backbone, ds: GtSegs | MaskedFolder, indices: range) -> tuple[Tensor, Tensor, Tensor]:
@@ -211,12 +222,17 @@ def run_eval(args: argparse.Namespace) -> int:
     ds, data_classes, kind = _open_data(args.data, args.split)
     classes = args.classes or data_classes
     templates = _templates(args.templates)
-    if classes is None:
+    if classes is None and kind == "imagenet-seg":
         from open_clip.zero_shot_metadata import IMAGENET_CLASSNAMES
 
         classes = list(IMAGENET_CLASSNAMES)
         templates = templates or "openai_imagenet"
-    templates = templates or [TOY_TEMPLATE]
+    elif classes is None:
+        raise EditclipError(f"--data {args.data!r} names no classes (no world.json); give --classes")
+    if templates is None:
+        from ..toyworld import TEMPLATES
+
+        templates = list(TEMPLATES)
     bb = backbone_from_args(args)
     head_mask(bb, args.layers)
     class_emb = class_embeddings(bb, classes, templates)
@@ -247,7 +263,8 @@ def run_eval(args: argparse.Namespace) -> int:
     write_json(out / "segment_eval.json", {
         "model": bb.model_id, "fingerprint": bb.fingerprint, "data": str(args.data), "kind": kind,
         "split": args.split, "n_images": count, "layers": args.layers,
-        "templates": templates if isinstance(templates, str) else list(templates), "n_classes": len(classes),
+        "templates": templates if isinstance(templates, str) else list(templates),
+        "classes": classes,
         "predicted_class_counts": {classes[i]: int(n) for i, n in enumerate(counts) if n > 0},
         "protocol": "Chefer et al.: min-max maps, foreground = map > its mean; IoU and pixel accuracy summed over "
         "images; mAP = mean per-image AP of [1 - map, map] against one-hot [bg, fg]",
@@ -255,7 +272,9 @@ def run_eval(args: argparse.Namespace) -> int:
     })  # fmt: skip
     if args.examples > 0:
         save_figure(_examples_figure({k: torch.cat(v) for k, v in examples.items()}), out / "examples.png")
+    shown = ", ".join(classes[:8]) + (", ..." if len(classes) > 8 else "")
     print(f"{bb.model_id} on {args.data} ({count} images, {kind}, layers {args.layers}):")
+    print(f"{len(classes)} candidate classes: {shown}")
     print(format_scores(scores))
     return 0
 
