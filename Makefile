@@ -13,8 +13,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e ".[test,cpu]"
 	touch $(STAMP)
 
+# Re-running replaces only a previous demo's own output (recognised by its demo.json).
 demo: $(STAMP)
-	$(BIN)/editclip demo
+	$(BIN)/editclip demo $(if $(wildcard out/demo/demo.json),--overwrite,)
 
 test: $(STAMP)
 	$(BIN)/ruff check editclip tests
