@@ -15,7 +15,9 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from open_clip.zero_shot_metadata import OPENAI_IMAGENET_TEMPLATES, SIMPLE_IMAGENET_TEMPLATES
+from tqdm.auto import tqdm
 
 from ._io import save_figure
 from .backbone import Backbone
@@ -60,9 +62,15 @@ def zero_shot_classifier(
     renormalised. The same weights as ``open_clip.build_zero_shot_classifier`` (which returns [D, C])."""
     if len(classes) < 1:
         raise EditclipError("no classes to classify into")
-    from .text import encode_texts  # text.py imports this module's template helpers
-
-    return encode_texts(bb, list(classes), templates, batch_size, cache=False, progress=False).to(bb.device)
+    prompts = resolve_templates(templates)
+    texts = [t.format(c) if isinstance(t, str) else t(c) for c in classes for t in prompts]
+    starts = range(0, len(texts), batch_size)
+    chunks = [
+        F.normalize(bb.encode_text(texts[i : i + batch_size]).float(), dim=-1)
+        for i in tqdm(starts, desc="class prompts", unit="batch", disable=len(starts) < 2, leave=False)
+    ]
+    per_prompt = torch.cat(chunks).reshape(len(classes), len(prompts), -1)
+    return F.normalize(per_prompt.mean(dim=1), dim=-1)
 
 
 def predict(embeddings: torch.Tensor, classifier: torch.Tensor) -> torch.Tensor:
