@@ -33,14 +33,30 @@ _BLOCK_PARAMS = {
     "ln_2.weight", "ln_2.bias", "mlp.c_fc.weight", "mlp.c_fc.bias",
     "mlp.c_proj.weight", "mlp.c_proj.bias", "ls_2.gamma",
 }  # fmt: skip
+# Why a block variant cannot be split into per-head direct effects, keyed by how it shows up:
+# as a vision_cfg flag (checked before building) and as a block submodule (checked after).
+_QK_NORM = "qk-norm attention (its attention logits are not a plain softmax of q.k)"
+_SCALED_COSINE = "scaled-cosine attention"
+_HEAD_SCALE = "per-head output scaling"
+_INNER_ATTN_LN = "an inner LayerNorm after attention, which mixes the heads"
+_POST_ATTN_LN = "a LayerNorm after attention, which mixes the heads"
+_MLP_LN = "an inner MLP LayerNorm"
+_CFG_REASONS = {
+    "qk_norm": _QK_NORM,
+    "scaled_cosine_attn": _SCALED_COSINE,
+    "scale_heads": _HEAD_SCALE,
+    "scale_attn_inner": _INNER_ATTN_LN,
+    "scale_attn": _POST_ATTN_LN,
+    "scale_fc": _MLP_LN,
+}
 _BLOCK_EXTRAS = {
-    "attn.ln_q": "qk-norm attention (its attention logits are not a plain softmax of q.k)",
-    "attn.ln_k": "qk-norm attention (its attention logits are not a plain softmax of q.k)",
-    "attn.logit_scale": "scaled-cosine attention",
-    "attn.head_scale": "per-head output scaling",
-    "attn.ln_inner": "an inner LayerNorm after attention, which mixes the heads",
-    "ln_attn": "a LayerNorm after attention, which mixes the heads",
-    "mlp.ln": "an inner MLP LayerNorm",
+    "attn.ln_q": _QK_NORM,
+    "attn.ln_k": _QK_NORM,
+    "attn.logit_scale": _SCALED_COSINE,
+    "attn.head_scale": _HEAD_SCALE,
+    "attn.ln_inner": _INNER_ATTN_LN,
+    "ln_attn": _POST_ATTN_LN,
+    "mlp.ln": _MLP_LN,
     "ln_1_kv": "cross-attention",
 }
 
@@ -297,16 +313,6 @@ def _finish(
     return Backbone(model, tokenizer, preprocess, read_shape(model, model_id), model_id, pretrained, source)
 
 
-_CFG_REASONS = {
-    "qk_norm": "qk-norm attention (its attention logits are not a plain softmax of q.k)",
-    "scaled_cosine_attn": "scaled-cosine attention",
-    "scale_heads": "per-head output scaling",
-    "scale_attn_inner": "an inner LayerNorm after attention, which mixes the heads",
-    "scale_attn": "a LayerNorm after attention, which mixes the heads",
-    "scale_fc": "an inner MLP LayerNorm",
-}
-
-
 def check_config(model_cfg: dict[str, Any], model_id: str) -> None:
     """Refuse, before building or downloading anything, configs whose image tower editclip cannot split."""
     vision = model_cfg.get("vision_cfg", {})
@@ -357,7 +363,7 @@ def _check_supported(model: nn.Module, model_id: str) -> None:
     for i, block in enumerate(visual.transformer.resblocks):
         names = {n for n, _ in block.named_parameters()}
         for prefix, reason in _BLOCK_EXTRAS.items():
-            module = block.get_submodule(prefix) if _has_submodule(block, prefix) else None
+            module = _submodule(block, prefix)
             if any(n.startswith(prefix + ".") or n == prefix for n in names) or (
                 module is not None and not isinstance(module, nn.Identity)
             ):
@@ -368,16 +374,15 @@ def _check_supported(model: nn.Module, model_id: str) -> None:
                 f"model {model_id!r}: block {i} has parameters editclip cannot place: {sorted(unknown)}"
             )
         if getattr(block.attn, "scaled_cosine", False):
-            raise UnsupportedModelError(f"model {model_id!r}: block {i} uses scaled-cosine attention")
+            raise UnsupportedModelError(f"model {model_id!r}: block {i} uses {_SCALED_COSINE}")
         _activation(block, model_id)
 
 
-def _has_submodule(module: nn.Module, path: str) -> bool:
+def _submodule(module: nn.Module, path: str) -> nn.Module | None:
     try:
-        module.get_submodule(path)
+        return module.get_submodule(path)
     except AttributeError:
-        return False
-    return True
+        return None
 
 
 def _activation(block: nn.Module, model_id: str) -> str:

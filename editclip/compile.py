@@ -20,8 +20,10 @@ Two targets:
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -104,8 +106,6 @@ class CompiledEdit:
 
     def patched_model(self) -> torch.nn.Module:
         """A copy of the base open_clip model with :meth:`patched_state_dict` loaded."""
-        import copy
-
         model = copy.deepcopy(self.backbone.model)
         model.load_state_dict(self.patched_state_dict())
         return model.eval()
@@ -188,9 +188,8 @@ def compile_edit(
                 proj_linear.append(a)
                 proj_offset.append(mean - mean @ a)
                 head_edits[(ref.layer, ref.head)] = a
-    full_layers = sorted(
-        {i // shape.heads for i in ablate_heads if _all_heads(ablate_heads, i // shape.heads, shape.heads)}
-    )
+    heads_per_layer = Counter(i // shape.heads for i in set(ablate_heads))
+    full_layers = sorted(layer for layer, n in heads_per_layer.items() if n == shape.heads)
     bias_means = store.mean("biases")  # [L, D]
     tensors = EditTensors(
         ablate_heads=torch.tensor(ablate_heads, dtype=torch.long),
@@ -215,10 +214,6 @@ def compile_edit(
     if spec.target == "weights":
         compiled.raw_stats = raw_cls_means(bb, dataset, batch_size)
     return compiled
-
-
-def _all_heads(flat_heads: list[int], layer: int, n_heads: int) -> bool:
-    return all(layer * n_heads + h in flat_heads for h in range(n_heads))
 
 
 def _stack(items: list[Tensor], empty_shape: tuple[int, ...]) -> Tensor:
