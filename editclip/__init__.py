@@ -4,14 +4,16 @@ The public API is listed here explicitly; everything else is internal.
 """
 
 from . import toyworld as toyworld
+from ._compile import CompiledEdit as CompiledEdit
+from ._compile import compile_edit as compile  # noqa: F401  (editclip.compile(spec, bb), as DESIGN.md names it)
+from ._decompose import Decomposition as Decomposition
+from ._decompose import decompose as decompose
+from ._textspan import TextSpanResult as TextSpanResult
+from ._textspan import textspan as textspan
 from ._version import __version__ as __version__
 from .backbone import Backbone as Backbone
 from .backbone import VitShape as VitShape
 from .backbone import load as load
-from .compile import CompiledEdit as CompiledEdit
-from .compile import compile_edit as compile  # noqa: F401  (editclip.compile(spec, bb), as DESIGN.md names it)
-from .decompose import Decomposition as Decomposition
-from .decompose import decompose as decompose
 from .edited import EditedCLIP as EditedCLIP
 from .edited import EditTensors as EditTensors
 from .errors import EditclipError as EditclipError
@@ -26,6 +28,4 @@ from .runner import run_spec as run_spec
 from .spec import EditSpec as EditSpec
 from .store import DecompositionStore as DecompositionStore
 from .text import encode_texts as encode_texts
-from .textspan import TextSpanResult as TextSpanResult
-from .textspan import textspan as textspan
 

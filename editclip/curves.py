@@ -26,9 +26,9 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from ._io import save_figure
+from ._textspan import Variant, store_heads, textspan
 from .errors import EditclipError
 from .store import DecompositionStore
-from .textspan import Variant, store_heads, textspan
 
 
 def check_calibration(store: DecompositionStore, calibration: DecompositionStore) -> None:

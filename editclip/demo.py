@@ -22,9 +22,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from ._compile import calibration_store
 from ._io import write_json, write_text
+from ._textspan import textspan
 from .backbone import Backbone
-from .compile import calibration_store
 from .data import load_dataset
 from .evaluate import zero_shot_classifier
 from .names import parse_head
@@ -33,7 +34,6 @@ from .spec import EditSpec, ModelSpec
 from .store import DecompositionStore
 from .suggest import head_scores, pick_top_k
 from .text import encode_texts, load_pool
-from .textspan import textspan
 
 GOAL_WORST_GROUP_GAIN = 0.10  # edited worst-group accuracy >= baseline + 10 points
 GOAL_AVERAGE_DROP = 0.05  # edited average >= baseline average - 5 points (a rise is welcome)

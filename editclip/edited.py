@@ -1,6 +1,6 @@
 """EditedCLIP: an open_clip model whose image embedding has some direct parts replaced (the paper's semantics).
 
-For an image x with unedited embedding z (exact convention, see :mod:`editclip.decompose`), every edited
+For an image x with unedited embedding z (exact convention, see :mod:`editclip._decompose`), every edited
 part c(x) is swapped for an affine function of itself, computed from the parts captured in one
 instrumented forward with the unedited pass's ln_post scale:
 
@@ -9,7 +9,7 @@ instrumented forward with the unedited pass's ln_post scale:
 Mean-ablation is A = 0, beta = E[c]; projecting onto a subspace with orthogonal projector P is
 A = P, beta = (I - P) E[c] (the mean is kept, the variation outside the span is removed); projecting
 away from it is A = I - P, beta = P E[c]. Indirect effects (what a head writes that later layers read)
-are untouched: that is what the ``weights`` target of :mod:`editclip.compile` changes instead.
+are untouched: that is what the ``weights`` target of :mod:`editclip._compile` changes instead.
 """
 
 from __future__ import annotations

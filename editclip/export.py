@@ -41,8 +41,8 @@ from .edited import EditedCLIP, EditTensors, ImageEncoder
 from .errors import EditclipError
 
 if TYPE_CHECKING:
+    from ._compile import CompiledEdit
     from .backbone import Backbone
-    from .compile import CompiledEdit
 
 EDIT_FORMAT = "editclip-edit/1"
 CHECKPOINT_FORMAT = "editclip-patched-checkpoint/1"

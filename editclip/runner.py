@@ -23,10 +23,10 @@ from typing import Any
 
 import torch
 
+from ._compile import CompiledEdit, calibration_store, compile_edit
 from ._io import write_json, write_text
 from ._version import __version__
 from .backbone import Backbone, load
-from .compile import CompiledEdit, calibration_store, compile_edit
 from .data import ImageDataset, load_dataset
 from .errors import EditclipError
 from .evaluate import GroupReport, format_table, plot_groups, predict, zero_shot_classifier

@@ -29,11 +29,11 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from ._decompose import Decomposition, from_vit_output
 from ._io import atomic_path, write_json
 from .backbone import Backbone
 from .backbone import load as load_model
 from .data import ImageDataset
-from .decompose import Decomposition, from_vit_output
 from .errors import EditclipError
 from .vit import fold_weights, run
 

@@ -35,11 +35,11 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from ._textspan import textspan
 from .errors import EditclipError
 from .evaluate import GroupReport, group_metrics, predict
 from .names import head_name, parse_head, parse_layers
 from .store import DecompositionStore
-from .textspan import textspan
 
 Normaliser = Literal["embedding", "head"]
 

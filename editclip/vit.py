@@ -4,7 +4,7 @@ It returns the pooled image embedding (equal to ``model.encode_image``) and, on 
 contribution of every part of the CLS residual stream, mapped to the output space through the
 linearised ln_post: a residual-space vector ``c`` becomes ``c @ G / sigma`` with
 ``G = P diag(gamma) proj`` (``P`` centres over the width), ``sigma`` the per-image ln_post scale. These
-are the parts of the ``exact`` convention; :mod:`editclip.decompose` derives the ``official`` one from
+are the parts of the ``exact`` convention; :mod:`editclip._decompose` derives the ``official`` one from
 them and the raw means that are returned alongside.
 
 Cost: the layers run with fused scaled-dot-product attention as usual. A head's CLS part needs only

@@ -8,7 +8,7 @@ from conftest import randomise
 from reference import exact_parts, official_parts
 
 import editclip
-from editclip.decompose import decompose, from_vit_output
+from editclip._decompose import decompose, from_vit_output
 from editclip.vit import run
 
 ARCHS = ["ViT-B-32", "ViT-B-16", "ViT-L-14", "ViT-B-32-quickgelu", "ViT-M-16-alt", "tiny"]

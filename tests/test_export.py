@@ -18,7 +18,7 @@ from PIL import Image
 
 import editclip
 from editclip import cli, export
-from editclip.compile import CompiledEdit, compile_edit
+from editclip._compile import CompiledEdit, compile_edit
 from editclip.edited import EditedCLIP, EditTensors, ImageEncoder
 from editclip.errors import EditclipError
 from editclip.export import (

@@ -15,7 +15,7 @@ import yaml
 
 import editclip
 from editclip import cli
-from editclip.compile import calibration_store, compile_edit
+from editclip._compile import calibration_store, compile_edit
 from editclip.data import load_dataset
 from editclip.evaluate import predict, zero_shot_classifier
 from editclip.evaluation_paths import compare, exact_embeddings, fast_embeddings, targets

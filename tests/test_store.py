@@ -9,9 +9,9 @@ import pytest
 import torch
 
 import editclip
+from editclip._decompose import decompose
 from editclip.cli import main
 from editclip.data import load_dataset
-from editclip.decompose import decompose
 from editclip.store import DecompositionStore, backbone_for_store, decompose_dataset
 
 

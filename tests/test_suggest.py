@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from editclip import cli
-from editclip.decompose import Decomposition
+from editclip._decompose import Decomposition
 from editclip.errors import EditclipError
 from editclip.store import DecompositionStore
 from editclip.suggest import head_scores, pick_top_k, spec_fragment, word_scores

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
+from editclip._textspan import textspan
 from editclip.errors import EditclipError
-from editclip.textspan import textspan
 
 
 def official_reference(data: np.ndarray, text_features: np.ndarray, iters: int, rank: int):

@@ -12,8 +12,8 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from .._textspan import VARIANTS, textspan
 from ..errors import EditclipError
-from ..textspan import VARIANTS, textspan
 
 
 def register_textspan(bench_subparsers: argparse._SubParsersAction) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..decompose import CONVENTIONS
+from .._decompose import CONVENTIONS
 from ..errors import EditclipError
 from ..names import parse_layers
 from ..store import decompose_dataset

@@ -7,9 +7,9 @@ import json
 from dataclasses import asdict
 from typing import Any
 
+from .._compile import calibration_store
 from .._io import write_json
 from ..backbone import Backbone
-from ..compile import calibration_store
 from ..errors import EditclipError
 from ..evaluate import zero_shot_classifier
 from ..spec import TEMPLATE_SETS

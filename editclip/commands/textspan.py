@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from .._textspan import VARIANTS, head_report, store_heads, textspan, write_head_report
 from ..errors import EditclipError
 from ..names import parse_layers
 from ..store import DecompositionStore, backbone_for_store
 from ..text import encode_texts, load_pool
-from ..textspan import VARIANTS, head_report, store_heads, textspan, write_head_report
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .._decompose import Decomposition, decompose
 from ..backbone import Backbone
-from ..decompose import Decomposition, decompose
 from ..evaluate import GroupReport, group_metrics, predict, zero_shot_classifier
 from ..names import HeadRef
 from .train import to_tensor

@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from ._textspan import textspan
 from .backbone import Backbone
 from .data import ImageDataset, load_dataset
 from .edited import EditedCLIP, EditTensors
@@ -41,7 +42,6 @@ from .names import parse_head, parse_mlp
 from .spec import DataSpec, EditSpec, MeanAblate, Project
 from .store import DecompositionStore, decompose_dataset, model_source
 from .text import cache_root, encode_texts, load_pool
-from .textspan import textspan
 from .vit import fold_weights, run
 
 
