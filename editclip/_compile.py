@@ -6,7 +6,8 @@ Statistics (part means, TextSpan bases) come from a decomposition of the calibra
 Two targets:
 
 - ``wrapper``: :class:`~editclip.edited.EditedCLIP`, the paper's direct-effect semantics.
-- ``weights``: a patched open_clip state dict, where a head's own output is changed at *every token*
+- ``weights``: a patched state dict of the base model (the tower description names the keys to patch),
+  where a head's own output is changed at *every token*
   (total effect): with o_h the head's attention output (before out_proj, head_dim wide) and mu_o its
   calibration mean at CLS, the head outputs ``o_h A + mu_o (I - A)``. Mean-ablation is A = 0; a
   projection with output-space projector P uses A = M P M^+ (M = the head's map from o_h to the
@@ -33,6 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from . import families
 from ._textspan import textspan
 from .backbone import Backbone
 from .data import ImageDataset, load_dataset
@@ -42,6 +44,7 @@ from .names import parse_head, parse_mlp
 from .spec import DataSpec, EditSpec, MeanAblate, Project
 from .store import DecompositionStore, decompose_dataset, model_source
 from .text import cache_root, encode_texts, load_pool
+from .tower import Tower
 from .vit import fold_weights, run
 
 
@@ -74,17 +77,21 @@ class CompiledEdit:
         }
 
     def patched_state_dict(self) -> dict[str, Tensor]:
-        """A stock open_clip state dict whose heads and MLPs carry the edit at every token (total effect)."""
+        """A stock state dict of the base model whose heads and MLPs carry the edit at every token (total effect).
+
+        The keys patched are the ones the family adapter names in the tower description (out projection and
+        MLP output projection of each edited layer), so the result loads into the base model's own class.
+        """
         if not self.raw_stats:
             raise EditclipError("this compiled edit has no raw calibration statistics; compile with target weights")
         bb = self.backbone
         state = {k: v.detach().clone() for k, v in bb.model.state_dict().items()}
-        folded = fold_weights(bb.visual)
+        tower = bb.tower
+        folded = fold_weights(tower)
         head_dim = bb.shape.head_dim
         head_mean = self.raw_stats["head_outputs"]  # [L, H, hd]
-        prefix = "visual.transformer.resblocks"
         for (layer, head), a_out in self.head_edits.items():
-            w_key, b_key = f"{prefix}.{layer}.attn.out_proj.weight", f"{prefix}.{layer}.attn.out_proj.bias"
+            w_key, b_key = _patch_keys(tower, layer, "out_weight", "out_bias")
             w = state[w_key].float()
             cols = slice(head * head_dim, (head + 1) * head_dim)
             m = folded.head_maps[layer][head]  # [hd, D]
@@ -95,17 +102,17 @@ class CompiledEdit:
             w[:, cols] = w_h @ a.t()
             state[w_key] = w.to(state[w_key].dtype)
         for layer in self.tensors.ablate_mlps.tolist():
-            w_key, b_key = f"{prefix}.{layer}.mlp.c_proj.weight", f"{prefix}.{layer}.mlp.c_proj.bias"
+            w_key, b_key = _patch_keys(tower, layer, "fc2_weight", "fc2_bias")
             mean = self.raw_stats["mlp_outputs"][layer]
-            gamma_key = f"{prefix}.{layer}.ls_2.gamma"
-            if gamma_key in state:
+            gamma_key = tower.blocks[layer].names.get("ls_2")
+            if gamma_key is not None:
                 mean = mean / state[gamma_key].float()
             state[w_key] = torch.zeros_like(state[w_key])
             state[b_key] = mean.to(state[b_key].dtype)
         return state
 
     def patched_model(self) -> torch.nn.Module:
-        """A copy of the base open_clip model with :meth:`patched_state_dict` loaded."""
+        """A copy of the base model with :meth:`patched_state_dict` loaded."""
         model = copy.deepcopy(self.backbone.model)
         model.load_state_dict(self.patched_state_dict())
         return model.eval()
@@ -117,9 +124,20 @@ class CompiledEdit:
         cos = []
         for start in range(0, images.shape[0], batch_size):
             batch = images[start : start + batch_size].to(self.backbone.device, self.backbone.dtype)
-            cos.append(F.cosine_similarity(wrapper.encode_image(batch), patched.encode_image(batch).float()))
+            cos.append(F.cosine_similarity(wrapper.encode_image(batch), families.encode_image(patched, batch).float()))
         cos_all = torch.cat(cos)
         return {"cosine_mean": float(cos_all.mean()), "cosine_min": float(cos_all.min()), "images": len(cos_all)}
+
+
+def _patch_keys(tower: Tower, layer: int, weight: str, bias: str) -> tuple[str, str]:
+    """The state-dict keys of a layer's weight and bias that the weights target rewrites."""
+    names = tower.blocks[layer].names
+    if weight not in names or bias not in names:
+        raise EditclipError(
+            f"the weights target needs the {weight.split('_')[0]} projection of layer {layer} to have a bias; "
+            "this model has none there (use target: wrapper)"
+        )
+    return names[weight], names[bias]
 
 
 def calibration_dataset(data: DataSpec, max_images: int | None) -> ImageDataset:
@@ -248,7 +266,7 @@ def raw_cls_means(bb: Backbone, dataset: ImageDataset, batch_size: int = 32) -> 
     loader = DataLoader(dataset.with_transform(bb.preprocess), batch_size=batch_size)
     heads_sum, mlps_sum, count = None, None, 0
     for images, _ in tqdm(loader, desc="calibration (raw)", unit="batch"):
-        out = run(bb.visual, images.to(bb.device), parts=False, cls_raw=True)
+        out = run(bb.tower, images.to(bb.device), parts=False, cls_raw=True)
         h, m = out.head_outputs.double().sum(0).cpu(), out.mlp_outputs.double().sum(0).cpu()
         heads_sum = h if heads_sum is None else heads_sum + h
         mlps_sum = m if mlps_sum is None else mlps_sum + m

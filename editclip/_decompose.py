@@ -167,6 +167,6 @@ def decompose(
     chunks = []
     for start in range(0, images.shape[0], batch_size):
         batch = images[start : start + batch_size].to(bb.device)
-        out = run(bb.visual, batch, token_layers=token_layers or ())
+        out = run(bb.tower, batch, token_layers=token_layers or ())
         chunks.append(from_vit_output(out, convention))
     return Decomposition.concat(chunks)

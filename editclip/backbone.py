@@ -1,9 +1,8 @@
-"""Load open_clip models and read the shape of their image tower.
+"""Load models into a family-neutral :class:`Backbone` and read the shape of their image tower.
 
-editclip attaches to parameter *names* (``transformer.resblocks.{i}.attn.in_proj_weight``, ``ln_post``,
-``proj``...), never to module classes, so it keeps working when open_clip swaps
-``nn.MultiheadAttention`` for its own attention module. Towers it cannot decompose exactly get an
-:class:`~editclip.errors.UnsupportedModelError` that names the model and the reason.
+The family adapters (:mod:`editclip.families`) attach to parameter *names*, never to module classes.
+Towers editclip cannot decompose exactly get an :class:`~editclip.errors.UnsupportedModelError` that
+names the model and the reason.
 """
 
 from __future__ import annotations
@@ -21,72 +20,22 @@ from typing import Any
 import torch
 from torch import nn
 
+from . import families
 from .errors import EditclipError, UnsupportedModelError
+from .families import open_clip_vit
+from .tower import Tower, VitShape, tower_shape
 
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 CHECKPOINT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin")
 
-# Per-block parameter names (relative to ``resblocks.{i}.``) that a plain pre-LN ViT block has.
-_BLOCK_PARAMS = {
-    "ln_1.weight", "ln_1.bias", "attn.in_proj_weight", "attn.in_proj_bias",
-    "attn.out_proj.weight", "attn.out_proj.bias", "ls_1.gamma",
-    "ln_2.weight", "ln_2.bias", "mlp.c_fc.weight", "mlp.c_fc.bias",
-    "mlp.c_proj.weight", "mlp.c_proj.bias", "ls_2.gamma",
-}  # fmt: skip
-# Why a block variant cannot be split into per-head direct effects, keyed by how it shows up:
-# as a vision_cfg flag (checked before building) and as a block submodule (checked after).
-_QK_NORM = "qk-norm attention (its attention logits are not a plain softmax of q.k)"
-_SCALED_COSINE = "scaled-cosine attention"
-_HEAD_SCALE = "per-head output scaling"
-_INNER_ATTN_LN = "an inner LayerNorm after attention, which mixes the heads"
-_POST_ATTN_LN = "a LayerNorm after attention, which mixes the heads"
-_MLP_LN = "an inner MLP LayerNorm"
-_CFG_REASONS = {
-    "qk_norm": _QK_NORM,
-    "scaled_cosine_attn": _SCALED_COSINE,
-    "scale_heads": _HEAD_SCALE,
-    "scale_attn_inner": _INNER_ATTN_LN,
-    "scale_attn": _POST_ATTN_LN,
-    "scale_fc": _MLP_LN,
-}
-_BLOCK_EXTRAS = {
-    "attn.ln_q": _QK_NORM,
-    "attn.ln_k": _QK_NORM,
-    "attn.logit_scale": _SCALED_COSINE,
-    "attn.head_scale": _HEAD_SCALE,
-    "attn.ln_inner": _INNER_ATTN_LN,
-    "ln_attn": _POST_ATTN_LN,
-    "mlp.ln": _MLP_LN,
-    "ln_1_kv": "cross-attention",
-}
-
-
-@dataclass(frozen=True)
-class VitShape:
-    """The dimensions of a CLS-pooled open_clip vision transformer."""
-
-    layers: int
-    heads: int
-    width: int
-    head_dim: int
-    embed_dim: int
-    mlp_width: int
-    image_size: tuple[int, int]
-    patch_size: tuple[int, int]
-    grid: tuple[int, int]
-    n_tokens: int
-    pool: str
-    act: str
-    layer_scale: bool
-
-    def as_dict(self) -> dict[str, Any]:
-        """JSON-friendly form."""
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in self.__dict__.items()}
-
 
 @dataclass
 class Backbone:
-    """An open_clip model with its tokenizer, preprocess and the shape of its image tower."""
+    """A CLIP-like model with its tokenizer, preprocess and the shape of its image tower.
+
+    Family-neutral: ``encode_image``, ``encode_text``, ``tokenizer``, ``preprocess``, ``shape``, ``tower``,
+    ``fingerprint`` and ``source`` work the same whichever family (:mod:`editclip.families`) ``model`` is.
+    """
 
     model: nn.Module
     tokenizer: Callable[..., torch.Tensor]
@@ -97,17 +46,27 @@ class Backbone:
     source: dict[str, Any] = field(default_factory=dict)
 
     @property
+    def family(self) -> str:
+        """The model family's adapter name (``open_clip``, ...)."""
+        return families.family_of(self.model).NAME
+
+    @property
+    def tower(self) -> Tower:
+        """The family-neutral description of the image tower (its parameters read by name)."""
+        return families.describe(self.model)
+
+    @property
     def visual(self) -> nn.Module:
-        """The image tower."""
-        return self.model.visual
+        """The module that owns the image tower's parameters."""
+        return families.tower_module(self.model)
 
     @property
     def device(self) -> torch.device:
-        return self.visual.conv1.weight.device
+        return families.device_dtype(self.model)[0]
 
     @property
     def dtype(self) -> torch.dtype:
-        return self.visual.conv1.weight.dtype
+        return families.device_dtype(self.model)[1]
 
     @cached_property
     def fingerprint(self) -> str:
@@ -118,12 +77,12 @@ class Backbone:
     def encode_text(self, texts: list[str]) -> torch.Tensor:
         """[M, D] unnormalised text embeddings."""
         tokens = self.tokenizer(texts).to(self.device)
-        return self.model.encode_text(tokens).float()
+        return families.encode_text(self.model, tokens).float()
 
     @torch.no_grad()
     def encode_image(self, images: torch.Tensor) -> torch.Tensor:
-        """[N, D] unnormalised image embeddings from open_clip's own forward."""
-        return self.model.encode_image(images.to(self.device, self.dtype)).float()
+        """[N, D] unnormalised image embeddings from the model's own forward."""
+        return families.encode_image(self.model, images.to(self.device, self.dtype)).float()
 
 
 def state_dict_fingerprint(state_dict: dict[str, torch.Tensor]) -> str:
@@ -314,111 +273,16 @@ def _finish(
 
 
 def check_config(model_cfg: dict[str, Any], model_id: str) -> None:
-    """Refuse, before building or downloading anything, configs whose image tower editclip cannot split."""
-    vision = model_cfg.get("vision_cfg", {})
-    if "multimodal_cfg" in model_cfg:
-        raise UnsupportedModelError(f"model {model_id!r}: CoCa models have an attention-pooled image tower")
-    if vision.get("timm_model_name"):
-        raise UnsupportedModelError(
-            f"model {model_id!r}: the image tower is the timm model {vision['timm_model_name']!r} (EVA, SigLIP, "
-            "ConvNeXt, ...); editclip decomposes open_clip's own VisionTransformer, whose parameter names it reads"
-        )
-    if isinstance(vision.get("layers"), (list, tuple)):
-        raise UnsupportedModelError(
-            f"model {model_id!r}: the image tower is a ResNet; it has no attention heads to split"
-        )
-    if vision.get("attentional_pool"):
-        raise UnsupportedModelError(f"model {model_id!r}: the image tower is attention-pooled, not CLS-pooled")
-    if vision.get("pool_type", "tok") != "tok":
-        raise UnsupportedModelError(
-            f"model {model_id!r}: the image tower pools with {vision['pool_type']!r}, not the class token"
-        )
-    for key, reason in _CFG_REASONS.items():
-        if vision.get(key):
-            raise UnsupportedModelError(f"model {model_id!r}: the image tower uses {reason}")
+    """Refuse, before building or downloading anything, open_clip configs whose image tower editclip cannot split."""
+    open_clip_vit.check_config(model_cfg, model_id)
 
 
 def _check_supported(model: nn.Module, model_id: str) -> None:
-    """Raise UnsupportedModelError unless the image tower is a CLS-pooled open_clip ViT of plain blocks."""
-    visual = getattr(model, "visual", None)
-    if visual is None:
-        raise UnsupportedModelError(f"model {model_id!r} has no image tower (no .visual)")
-    kind = type(visual).__name__
-    if hasattr(visual, "trunk"):
-        raise UnsupportedModelError(
-            f"model {model_id!r}: the image tower is a timm model ({kind}); editclip decomposes open_clip's own "
-            "VisionTransformer, whose parameter names it reads"
-        )
-    if not hasattr(visual, "transformer") or not hasattr(visual, "class_embedding"):
-        raise UnsupportedModelError(
-            f"model {model_id!r}: the image tower ({kind}) is not a vision transformer with a class token "
-            "(ResNets and other towers have no per-head decomposition)"
-        )
-    if getattr(visual, "attn_pool", None) is not None:
-        raise UnsupportedModelError(f"model {model_id!r}: the image tower is attention-pooled, not CLS-pooled")
-    if getattr(visual, "pool_type", "tok") != "tok":
-        raise UnsupportedModelError(
-            f"model {model_id!r}: the image tower pools with {visual.pool_type!r}, not the class token"
-        )
-    for i, block in enumerate(visual.transformer.resblocks):
-        names = {n for n, _ in block.named_parameters()}
-        for prefix, reason in _BLOCK_EXTRAS.items():
-            module = _submodule(block, prefix)
-            if any(n.startswith(prefix + ".") or n == prefix for n in names) or (
-                module is not None and not isinstance(module, nn.Identity)
-            ):
-                raise UnsupportedModelError(f"model {model_id!r}: block {i} uses {reason}")
-        unknown = names - _BLOCK_PARAMS
-        if unknown:
-            raise UnsupportedModelError(
-                f"model {model_id!r}: block {i} has parameters editclip cannot place: {sorted(unknown)}"
-            )
-        if getattr(block.attn, "scaled_cosine", False):
-            raise UnsupportedModelError(f"model {model_id!r}: block {i} uses {_SCALED_COSINE}")
-        _activation(block, model_id)
-
-
-def _submodule(module: nn.Module, path: str) -> nn.Module | None:
-    try:
-        return module.get_submodule(path)
-    except AttributeError:
-        return None
-
-
-def _activation(block: nn.Module, model_id: str) -> str:
-    act = block.mlp[1]
-    kind = type(act).__name__
-    if kind == "QuickGELU":
-        return "quickgelu"
-    if isinstance(act, nn.GELU):
-        return "gelu_tanh" if act.approximate == "tanh" else "gelu"
-    raise UnsupportedModelError(f"model {model_id!r}: MLP activation {kind} is not supported (GELU or QuickGELU)")
+    """Raise UnsupportedModelError unless editclip can decompose the model's image tower exactly."""
+    families.check(model, model_id)
+    read_shape(model, model_id)
 
 
 def read_shape(model: nn.Module, model_id: str = "model") -> VitShape:
-    """Read the tower's dimensions from its parameters."""
-    visual = model.visual
-    blocks = visual.transformer.resblocks
-    width = visual.class_embedding.shape[-1]
-    heads = blocks[0].attn.num_heads
-    if width % heads:
-        raise UnsupportedModelError(f"model {model_id!r}: width {width} is not divisible by {heads} heads")
-    patch = tuple(visual.conv1.kernel_size)
-    image_size = visual.image_size if isinstance(visual.image_size, tuple) else (visual.image_size,) * 2
-    grid = (image_size[0] // patch[0], image_size[1] // patch[1])
-    proj = visual.proj
-    return VitShape(
-        layers=len(blocks),
-        heads=heads,
-        width=width,
-        head_dim=width // heads,
-        embed_dim=proj.shape[1] if proj is not None else width,
-        mlp_width=blocks[0].mlp.c_fc.weight.shape[0],
-        image_size=tuple(image_size),
-        patch_size=patch,
-        grid=grid,
-        n_tokens=1 + grid[0] * grid[1],
-        pool="cls",
-        act=_activation(blocks[0], model_id),
-        layer_scale=any(n.endswith("ls_1.gamma") for n, _ in blocks.named_parameters()),
-    )
+    """Read the tower's dimensions from its family-neutral description."""
+    return tower_shape(families.describe(model), model_id)

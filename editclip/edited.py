@@ -1,8 +1,8 @@
-"""EditedCLIP: an open_clip model whose image embedding has some direct parts replaced (the paper's semantics).
+"""EditedCLIP: a CLIP (of any family editclip reads) with some direct parts of its image embedding replaced.
 
-For an image x with unedited embedding z (exact convention, see :mod:`editclip._decompose`), every edited
-part c(x) is swapped for an affine function of itself, computed from the parts captured in one
-instrumented forward with the unedited pass's ln_post scale:
+This is the paper's semantics. For an image x with unedited embedding z (exact convention, see
+:mod:`editclip._decompose`), every edited part c(x) is swapped for an affine function of itself,
+computed from the parts captured in one instrumented forward with the unedited pass's ln_post scale:
 
     z'(x) = z(x) - sum_edited c(x) + sum_edited (A c(x) + beta)
 
@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from . import families
 from .errors import EditclipError
 from .vit import run
 
@@ -84,21 +85,22 @@ class EditTensors:
 
 
 class EditedCLIP(nn.Module):
-    """An open_clip CLIP with direct-effect edits on its image tower; behaves like the open_clip model."""
+    """A CLIP with direct-effect edits on its image tower; encode_image / encode_text / forward like open_clip's."""
 
     def __init__(self, model: nn.Module, edits: EditTensors) -> None:
         super().__init__()
         self.model = model
         for f in fields(edits):
-            self.register_buffer(f.name, getattr(edits, f.name).to(model.visual.conv1.weight.device), persistent=True)
+            self.register_buffer(f.name, getattr(edits, f.name).to(families.device_dtype(model)[0]), persistent=True)
 
     @property
     def visual(self) -> nn.Module:
-        return self.model.visual
+        """The module that owns the base model's image-tower parameters."""
+        return families.tower_module(self.model)
 
     @property
     def logit_scale(self) -> Tensor:
-        return self.model.logit_scale
+        return families.logit_scale(self.model)
 
     @property
     def edits(self) -> EditTensors:
@@ -106,18 +108,19 @@ class EditedCLIP(nn.Module):
 
     def encode_image(self, image: Tensor, normalize: bool = False) -> Tensor:
         """[N, D] edited image embeddings (fp32)."""
-        out = run(self.model.visual, image)
+        out = run(families.describe(self.model), image)
         z = self.edits.apply(out.embedding, out.heads, out.mlps, out.attn_bias, out.embed)
         return F.normalize(z, dim=-1) if normalize else z
 
     def encode_text(self, text: Tensor, normalize: bool = False) -> Tensor:
-        return self.model.encode_text(text, normalize=normalize)
+        z = families.encode_text(self.model, text)
+        return F.normalize(z, dim=-1) if normalize else z
 
     def forward(self, image: Tensor | None = None, text: Tensor | None = None) -> tuple[Tensor | None, ...]:
         """(image_features, text_features, logit_scale), unit-normalised, like open_clip's CLIP.forward."""
         image_features = self.encode_image(image, normalize=True) if image is not None else None
         text_features = self.encode_text(text, normalize=True) if text is not None else None
-        return image_features, text_features, self.model.logit_scale.exp()
+        return image_features, text_features, self.logit_scale.exp()
 
 
 class ImageEncoder(nn.Module):
@@ -129,4 +132,8 @@ class ImageEncoder(nn.Module):
         self.normalize = normalize
 
     def forward(self, image: Tensor) -> Tensor:
-        return self.model.encode_image(image, normalize=self.normalize).float()
+        if isinstance(self.model, EditedCLIP):
+            z = self.model.encode_image(image)
+        else:
+            z = families.encode_image(self.model, image)
+        return (F.normalize(z, dim=-1) if self.normalize else z).float()

@@ -34,7 +34,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import Tensor, nn
 
-from . import _onnx
+from . import _onnx, families
 from ._io import atomic_path
 from .backbone import state_dict_fingerprint
 from .edited import EditedCLIP, EditTensors, ImageEncoder
@@ -196,12 +196,10 @@ class ExportReport:
 
 
 def preprocess_metadata(model: nn.Module) -> dict[str, Any]:
-    """Image size, mean/std, interpolation, resize mode and fill colour of an open_clip (or EditedCLIP) model."""
-    from open_clip.model import get_model_preprocess_cfg
-
-    cfg = get_model_preprocess_cfg(model)
-    size = model.visual.image_size
-    size = list(size) if isinstance(size, (tuple, list)) else [size, size]
+    """Image size, mean/std, interpolation, resize mode and fill colour of a model (or an EditedCLIP)."""
+    base = model.model if isinstance(model, EditedCLIP) else model
+    cfg = families.preprocess_cfg(base)
+    size = list(families.describe(base).image_size)
     return {
         "image_size": size,
         "mean": list(cfg.get("mean", (0.48145466, 0.4578275, 0.40821073))),
@@ -329,10 +327,14 @@ def _encoder(module: nn.Module, normalize: bool | None) -> ImageEncoder:
         if normalize is None or normalize == module.normalize:
             return module
         return ImageEncoder(module.model, normalize)
-    if not hasattr(module, "encode_image"):
-        raise EditclipError(
-            f"cannot export {type(module).__name__}: expected an ImageEncoder or a model with encode_image"
-        )
+    if not isinstance(module, EditedCLIP):
+        try:
+            families.family_of(module)
+        except EditclipError:
+            raise EditclipError(
+                f"cannot export {type(module).__name__}: expected an ImageEncoder, an EditedCLIP or a model of a "
+                f"family editclip reads ({', '.join(f.NAME for f in families.FAMILIES)})"
+            ) from None
     return ImageEncoder(module, bool(normalize))
 
 

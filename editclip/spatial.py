@@ -90,9 +90,9 @@ def class_embeddings(
     with one ``{}`` (or callables); without it each class text is embedded as written.
     """
     if isinstance(classes, Tensor):
-        if classes.ndim != 2 or classes.shape[1] != bb.model.visual.output_dim:
+        if classes.ndim != 2 or classes.shape[1] != bb.shape.embed_dim:
             raise EditclipError(
-                f"class embeddings must be [C, {bb.model.visual.output_dim}]; got {list(classes.shape)}"
+                f"class embeddings must be [C, {bb.shape.embed_dim}]; got {list(classes.shape)}"
             )
         emb = F.normalize(classes.float().cpu(), dim=-1)
     else:
@@ -179,7 +179,7 @@ def heatmaps(
     start = 0
     for batch in _batches(images, batch_size, progress, "heatmaps"):
         out = run_vit(
-            bb.visual, batch.to(bb.device, bb.dtype), parts=False, token_layers=token_layers,
+            bb.tower, batch.to(bb.device, bb.dtype), parts=False, token_layers=token_layers,
             token_reduce="sum", token_head_mask=mask.to(bb.device),
         )  # fmt: skip
         logits = F.normalize(out.embedding.cpu(), dim=-1) @ class_emb.T
@@ -209,8 +209,8 @@ def head_map(
     ref = head if isinstance(head, HeadRef) else parse_head(head)
     check_head(ref, bb.shape.layers, bb.shape.heads)
     if isinstance(text, Tensor):
-        if text.shape != (bb.model.visual.output_dim,):
-            raise EditclipError(f"text direction must be [{bb.model.visual.output_dim}]; got {list(text.shape)}")
+        if text.shape != (bb.shape.embed_dim,):
+            raise EditclipError(f"text direction must be [{bb.shape.embed_dim}]; got {list(text.shape)}")
         direction = F.normalize(text.float().cpu(), dim=0)
     else:
         if not text.strip():
@@ -221,7 +221,7 @@ def head_map(
     scores = []
     for batch in _batches(images, batch_size, progress, f"head map {ref}"):
         out = run_vit(
-            bb.visual, batch.to(bb.device, bb.dtype), parts=False, token_layers=[ref.layer],
+            bb.tower, batch.to(bb.device, bb.dtype), parts=False, token_layers=[ref.layer],
             token_reduce="sum", token_head_mask=mask.to(bb.device),
         )  # fmt: skip
         scores.append(token_scores(out.token_sum.cpu(), direction))
@@ -256,7 +256,7 @@ def score_parts(
     mask = head_mask(bb, layers, heads)
     token_layers = [int(x) for x in mask.any(1).nonzero().flatten()]
     out = run_vit(
-        bb.visual, images.to(bb.device, bb.dtype), parts=True, token_layers=token_layers,
+        bb.tower, images.to(bb.device, bb.dtype), parts=True, token_layers=token_layers,
         token_reduce="sum", token_head_mask=mask.to(bb.device),
     )  # fmt: skip
     if directions.ndim == 1:

@@ -347,7 +347,7 @@ def decompose_dataset(
         "columns": {k: v.tolist() for k, v in dataset.columns.items()},
         "train_group_counts": _train_counts(dataset),
     }
-    const = fold_weights(bb.visual).b  # ln_post beta @ proj; spread over the parts in the official convention
+    const = fold_weights(bb.tower).b  # ln_post beta @ proj; spread over the parts in the official convention
     store = DecompositionStore.create_or_resume(out, meta, const if convention == "exact" else torch.zeros_like(const))
     todo = [i for i in store.missing_chunks() if i % shard[1] == shard[0]]
     images = dataset.with_transform(bb.preprocess)
@@ -357,7 +357,7 @@ def decompose_dataset(
         loader = DataLoader(subset, batch_size=batch_size, num_workers=workers)
         parts, embeddings = [], []
         for batch, _ in loader:
-            out_ = run(bb.visual, batch.to(bb.device), token_layers=token_layers)
+            out_ = run(bb.tower, batch.to(bb.device), token_layers=token_layers)
             parts.append(from_vit_output(out_, convention))
             embeddings.append(out_.embedding)
             progress.update(batch.shape[0])

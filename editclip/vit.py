@@ -1,6 +1,8 @@
-"""One instrumented forward of open_clip's VisionTransformer, written from its parameters.
+"""One instrumented forward of a ViT image tower, written from its family-neutral description.
 
-It returns the pooled image embedding (equal to ``model.encode_image``) and, on request, the direct
+The tower is a :class:`~editclip.tower.Tower` (or a model, described by its family's adapter in
+:mod:`editclip.families`). The forward returns the pooled image embedding (equal to the model's own
+image forward) and, on request, the direct
 contribution of every part of the CLS residual stream, mapped to the output space through the
 linearised ln_post: a residual-space vector ``c`` becomes ``c @ G / sigma`` with
 ``G = P diag(gamma) proj`` (``P`` centres over the width), ``sigma`` the per-image ln_post scale. These
@@ -23,6 +25,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .errors import EditclipError
+from .families import describe
+from .tower import Tower
 
 
 @dataclass
@@ -70,42 +74,34 @@ class VitOutput:
 _FOLD_CACHE: weakref.WeakKeyDictionary[nn.Module, FoldedWeights] = weakref.WeakKeyDictionary()
 
 
-def _param_versions(visual: nn.Module) -> tuple[int, ...]:
-    return tuple(p._version for p in visual.parameters()) + tuple(p.data_ptr() for p in visual.parameters())
-
-
-def _blocks(visual: nn.Module) -> nn.ModuleList:
-    return visual.transformer.resblocks
-
-
-def _layer_scale(block: nn.Module, name: str, width: int, device: torch.device) -> Tensor:
-    scale = getattr(block, name, None)
-    gamma = getattr(scale, "gamma", None)
-    return gamma.detach().float() if gamma is not None else torch.ones(width, device=device)
+def _param_versions(module: nn.Module) -> tuple[int, ...]:
+    params = list(module.parameters())
+    return tuple(p._version for p in params) + tuple(p.data_ptr() for p in params)
 
 
 @torch.no_grad()
-def fold_weights(visual: nn.Module) -> FoldedWeights:
+def fold_weights(tower: Tower | nn.Module) -> FoldedWeights:
     """Precompute (and cache per tower, until its parameters change) the output-space maps of every head."""
-    versions = _param_versions(visual)
-    cached = _FOLD_CACHE.get(visual)
+    tower = describe(tower)
+    versions = _param_versions(tower.module)
+    cached = _FOLD_CACHE.get(tower.module)
     if cached is not None and cached.versions == versions:
         return cached
-    width = visual.class_embedding.shape[-1]
-    device = visual.class_embedding.device
-    gamma = visual.ln_post.weight.detach().float()
-    beta = visual.ln_post.bias.detach().float()
-    proj = visual.proj.detach().float() if visual.proj is not None else torch.eye(width, device=device)
+    width = tower.width
+    device = tower.class_embedding.device
+    gamma = _or_ones(tower.ln_post.weight, width, device)
+    beta = tower.ln_post.bias.detach().float() if tower.ln_post.bias is not None else torch.zeros(width, device=device)
+    proj = tower.proj.detach().float() if tower.proj is not None else torch.eye(width, device=device)
     centred = proj * gamma[:, None]
     G = centred - centred.mean(dim=0, keepdim=True)  # P diag(gamma) proj, P = I - 11^T / W
     head_maps, head_mean_vecs, biases = [], [], []
-    for block in _blocks(visual):
-        heads = block.attn.num_heads
-        w_o = block.attn.out_proj.weight.detach().float()  # [W, W]: output rows, head-major input columns
-        ls_1 = _layer_scale(block, "ls_1", width, device)
+    for block in tower.blocks:
+        heads = block.heads
+        w_o = block.out_weight.detach().float()  # [W, W]: output rows, head-major input columns
+        ls_1 = _or_ones(block.ls_1, width, device)
         head_maps.append((w_o.t() @ (ls_1[:, None] * G)).reshape(heads, width // heads, -1))
         head_mean_vecs.append((w_o.t() @ ls_1 / width).reshape(heads, width // heads))
-        bias = block.attn.out_proj.bias
+        bias = block.out_bias
         biases.append(ls_1 * bias.detach().float() if bias is not None else torch.zeros(width, device=device))
     folded = FoldedWeights(
         G=G,
@@ -114,46 +110,30 @@ def fold_weights(visual: nn.Module) -> FoldedWeights:
         head_maps=head_maps,
         head_mean_vecs=head_mean_vecs,
         attn_bias=torch.stack(biases),
-        ln_post_eps=visual.ln_post.eps,
+        ln_post_eps=tower.ln_post.eps,
         versions=versions,
     )
-    _FOLD_CACHE[visual] = folded
+    _FOLD_CACHE[tower.module] = folded
     return folded
 
 
-def _layer_norm(x: Tensor, module: nn.Module) -> Tensor:
-    """LayerNorm in fp32, cast back (open_clip's LayerNormFp32)."""
-    weight = module.weight.float() if module.weight is not None else None
-    bias = module.bias.float() if module.bias is not None else None
-    return F.layer_norm(x.float(), module.normalized_shape, weight, bias, module.eps).to(x.dtype)
+def _or_ones(param: Tensor | None, width: int, device: torch.device) -> Tensor:
+    return param.detach().float() if param is not None else torch.ones(width, device=device)
 
 
-def _activation(block: nn.Module, x: Tensor) -> Tensor:
-    act = block.mlp[1]
-    if type(act).__name__ == "QuickGELU":
-        return x * torch.sigmoid(1.702 * x)
-    return F.gelu(x, approximate=getattr(act, "approximate", "none"))
-
-
-def _embed(visual: nn.Module, images: Tensor) -> Tensor:
-    weight = visual.conv1.weight
-    expected = visual.image_size if isinstance(visual.image_size, tuple) else (visual.image_size,) * 2
-    if tuple(images.shape[-2:]) != tuple(expected) or images.ndim != 4 or images.shape[1] != 3:
+def embed(tower: Tower, images: Tensor) -> Tensor:
+    """The tokens [N, T, W] entering the first block, after checking the image shape."""
+    expected = tower.image_size
+    if images.ndim != 4 or images.shape[1] != 3 or tuple(images.shape[-2:]) != tuple(expected):
         raise EditclipError(
             f"images must be [N, 3, {expected[0]}, {expected[1]}] for this model; got {list(images.shape)}"
         )
-    x = F.conv2d(images.to(weight.dtype), weight, visual.conv1.bias, stride=visual.conv1.stride)
-    x = x.flatten(2).transpose(1, 2)  # [N, grid*grid, W]
-    cls = visual.class_embedding.to(x.dtype).expand(x.shape[0], 1, -1)
-    x = torch.cat([cls, x], dim=1) + visual.positional_embedding.to(x.dtype)
-    if isinstance(visual.ln_pre, nn.LayerNorm):
-        x = _layer_norm(x, visual.ln_pre)
-    return x
+    return tower.embed(images)
 
 
 @torch.no_grad()
 def run(
-    visual: nn.Module,
+    tower: Tower | nn.Module,
     images: Tensor,
     *,
     parts: bool = True,
@@ -165,6 +145,7 @@ def run(
     """Run the image tower on ``images`` [N, 3, H, W], capturing direct parts when asked.
 
     Args:
+        tower: a Tower, or a model (or its image tower) that :func:`editclip.families.describe` reads.
         parts: capture per-head, MLP, embedding and bias parts at CLS, and the ln_post statistics.
         token_layers: layers whose heads' CLS outputs are also split over source tokens.
         token_reduce: ``"none"`` keeps ``tokens[layer]`` [N, H, T, D]; ``"sum"`` only accumulates
@@ -175,16 +156,17 @@ def run(
     """
     if token_reduce not in ("none", "sum"):
         raise EditclipError(f"token_reduce must be 'none' or 'sum', got {token_reduce!r}")
-    blocks = _blocks(visual)
+    tower = describe(tower)
+    blocks = tower.blocks
     n_layers = len(blocks)
     token_layers = sorted(set(token_layers))
     for layer in token_layers:
         if not 0 <= layer < n_layers:
             raise EditclipError(f"token layer {layer} is out of range; this model has layers 0..{n_layers - 1}")
     capture = parts or bool(token_layers)
-    folded = fold_weights(visual) if capture else None
+    folded = fold_weights(tower) if capture else None
 
-    x = _embed(visual, images)
+    x = embed(tower, images)
     n, t, width = x.shape
     out = VitOutput(embedding=torch.empty(0))
     if parts:
@@ -197,16 +179,9 @@ def run(
         out.token_sum_mean = torch.zeros(n, t, device=x.device)
 
     for layer, block in enumerate(blocks):
-        heads = block.attn.num_heads
-        head_dim = width // heads
-        h = _layer_norm(x, block.ln_1)
-        qkv = F.linear(h, block.attn.in_proj_weight, block.attn.in_proj_bias)
-        q, k, v = qkv.view(n, t, 3, heads, head_dim).permute(2, 0, 3, 1, 4).unbind(0)  # [N, H, T, hd]
+        q, k, v = block.qkv(block.ln_1(x))  # [N, H, T, hd]
         attn = F.scaled_dot_product_attention(q, k, v)  # [N, H, T, hd]
-        o = F.linear(attn.transpose(1, 2).reshape(n, t, width), block.attn.out_proj.weight, block.attn.out_proj.bias)
-        if hasattr(block, "ls_1") and not isinstance(block.ls_1, nn.Identity):
-            o = o * block.ls_1.gamma
-        x = x + o
+        x = x + block.out(attn.transpose(1, 2).reshape(n, t, width))
         if parts:
             cls_heads = attn[:, :, 0].float()  # [N, H, hd]
             heads_acc.append(torch.einsum("nhk,hkd->nhd", cls_heads, folded.head_maps[layer]))
@@ -215,10 +190,7 @@ def run(
             raw_heads.append(attn[:, :, 0].float())
         if layer in token_layers:
             _capture_tokens(out, layer, q, k, v, folded, token_reduce, token_head_mask)
-        hidden = F.linear(_layer_norm(x, block.ln_2), block.mlp.c_fc.weight, block.mlp.c_fc.bias)
-        m = F.linear(_activation(block, hidden), block.mlp.c_proj.weight, block.mlp.c_proj.bias)
-        if hasattr(block, "ls_2") and not isinstance(block.ls_2, nn.Identity):
-            m = m * block.ls_2.gamma
+        m = block.mlp(x)
         x = x + m
         if cls_raw:
             raw_mlps.append(m[:, 0].float())
@@ -227,8 +199,7 @@ def run(
             mlp_means.append(m[:, 0].float().mean(-1))
 
     cls = x[:, 0]
-    pooled = _layer_norm(cls, visual.ln_post)
-    out.embedding = (pooled @ visual.proj if visual.proj is not None else pooled).float()
+    out.embedding = tower.head(cls)
     if cls_raw:
         out.head_outputs, out.mlp_outputs = torch.stack(raw_heads, 1), torch.stack(raw_mlps, 1)
     if not capture:

@@ -124,7 +124,7 @@ def _time(
     images = torch.randn(batch, 3, *bb.shape.image_size, generator=torch.Generator().manual_seed(batch))
     array = images.numpy()
     variants = {
-        "torch eager base": lambda: bb.model.encode_image(images),
+        "torch eager base": lambda: bb.encode_image(images),
         "torch EditedCLIP": lambda: edited.encode_image(images),
         "onnxruntime base": lambda: sessions["base"].run(array),
         "onnxruntime edited": lambda: sessions["edited"].run(array),

@@ -47,7 +47,7 @@ def run_segment_bench(args: argparse.Namespace) -> int:
     head_mask(bb, args.layers)
     gen = torch.Generator().manual_seed(0)
     images = torch.randn(args.batch_size, 3, *bb.shape.image_size, generator=gen).to(bb.device, bb.dtype)
-    classes = F.normalize(torch.randn(args.classes, bb.visual.output_dim, generator=gen), dim=-1)
+    classes = F.normalize(torch.randn(args.classes, bb.shape.embed_dim, generator=gen), dim=-1)
     last = bb.shape.layers - 1
     n = args.batch_size
     variants = {
@@ -65,7 +65,7 @@ def run_segment_bench(args: argparse.Namespace) -> int:
     print(f"{args.model} (random weights, {s.layers} layers x {s.heads} heads, {s.n_tokens} tokens) batch {n} on "
           f"{bb.device} ({torch.get_num_threads()} threads), median of {args.repeats}:")  # fmt: skip
     print(format_table(timings, baseline="open_clip encode_image"))
-    dense = s.n_tokens * s.n_tokens * s.heads * bb.visual.output_dim * 4
+    dense = s.n_tokens * s.n_tokens * s.heads * bb.shape.embed_dim * 4
     print(f"(a dense per-layer [query, source, head, dim] fp32 tensor would take {dense / 2**30:.1f} GiB per image)")
     return 0
 

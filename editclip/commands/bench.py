@@ -36,10 +36,10 @@ def run_decompose(args: argparse.Namespace) -> int:
     images = torch.randn(args.batch_size, 3, *size, device=bb.device, dtype=bb.dtype)
     token_layers = parse_layers(args.token_layers, bb.shape.layers)
     variants = {
-        "open_clip encode_image": lambda: bb.model.encode_image(images),
-        "decompose: CLS parts": lambda: run_vit(bb.visual, images),
+        "open_clip encode_image": lambda: bb.encode_image(images),
+        "decompose: CLS parts": lambda: run_vit(bb.tower, images),
         f"decompose: + tokens of {len(token_layers)} layers": lambda: run_vit(
-            bb.visual, images, token_layers=token_layers
+            bb.tower, images, token_layers=token_layers
         ),
     }
     with torch.no_grad():
