@@ -25,16 +25,18 @@ POOLS = ("cls",)  # what vit.run implements; "attn" and "mean" towers are descri
 
 @dataclass
 class Norm:
-    """A LayerNorm by its parameters (weight/bias may be None) and its own eps; applied in fp32 and cast back."""
+    """A LayerNorm over the last ``width`` features by its parameters (weight/bias may be None) and its own eps;
+    applied in fp32 and cast back (open_clip's LayerNormFp32)."""
 
     weight: Tensor | None
     bias: Tensor | None
     eps: float
+    width: int
 
     def __call__(self, x: Tensor) -> Tensor:
         weight = self.weight.float() if self.weight is not None else None
         bias = self.bias.float() if self.bias is not None else None
-        return F.layer_norm(x.float(), (x.shape[-1],), weight, bias, self.eps).to(x.dtype)
+        return F.layer_norm(x.float(), (self.width,), weight, bias, self.eps).to(x.dtype)
 
 
 @dataclass

@@ -174,7 +174,9 @@ def describe(model: nn.Module) -> Tower:
 
 
 def _norm(visual: nn.Module, params: dict[str, Tensor], name: str) -> Norm:
-    return Norm(params.get(name + ".weight"), params.get(name + ".bias"), float(visual.get_submodule(name).eps))
+    module = visual.get_submodule(name)
+    weight, bias = params.get(name + ".weight"), params.get(name + ".bias")
+    return Norm(weight, bias, float(module.eps), module.normalized_shape[-1])
 
 
 def _activation(visual: nn.Module, layer: int) -> str:
