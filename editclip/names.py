@@ -12,10 +12,15 @@ from dataclasses import dataclass
 
 from .errors import EditclipError
 
-_HEAD_RE = re.compile(r"^L(\d+)\.H(\d+)$")
-_MLP_RE = re.compile(r"^L(\d+)\.mlp$")
-_LAYER_RE = re.compile(r"^L(\d+)(?:-(\d+))?$")
-_LAST_RE = re.compile(r"^last:(\d+)$")
+# ASCII digits only: in a str pattern \d would also match full-width and other Unicode digits.
+_HEAD_RE = re.compile(r"^L([0-9]+)\.H([0-9]+)$")
+_MLP_RE = re.compile(r"^L([0-9]+)\.mlp$")
+_LAYER_RE = re.compile(r"^L([0-9]+)(?:-([0-9]+))?$")
+_LAST_RE = re.compile(r"^last:([0-9]+)$")
+MAX_LAYERS = 10_000
+"""No model has more layers; bounds layer indices when the model's layer count is not known."""
+MAX_HEADS = 10_000
+"""No layer has more heads; bounds head indices when the model's head count is not known."""
 
 
 @dataclass(frozen=True, order=True)
@@ -44,17 +49,19 @@ def parse_head(text: str, n_layers: int | None = None, n_heads: int | None = Non
     match = _HEAD_RE.match(str(text).strip())
     if not match:
         raise EditclipError(f"bad head name {text!r}: expected 'L<layer>.H<head>', e.g. 'L11.H3' (0-based)")
-    ref = HeadRef(int(match.group(1)), int(match.group(2)))
+    ref = HeadRef(_index(match.group(1), text), _index(match.group(2), text))
     check_head(ref, n_layers, n_heads)
     return ref
 
 
 def check_head(ref: HeadRef, n_layers: int | None, n_heads: int | None) -> None:
-    """Raise unless `ref` exists in a model with `n_layers` layers of `n_heads` heads."""
-    if n_layers is not None and not 0 <= ref.layer < n_layers:
-        raise EditclipError(f"head {ref}: layer {ref.layer} is out of range; this model has layers 0..{n_layers - 1}")
+    """Raise unless `ref` exists in a model with `n_layers` layers of `n_heads` heads (or, for an unknown
+    count, within :data:`MAX_LAYERS` / :data:`MAX_HEADS`)."""
+    _check_layer(ref.layer, n_layers, f"head {ref}")
     if n_heads is not None and not 0 <= ref.head < n_heads:
         raise EditclipError(f"head {ref}: head {ref.head} is out of range; this model has heads 0..{n_heads - 1}")
+    if n_heads is None and ref.head >= MAX_HEADS:
+        raise EditclipError(f"head {ref}: head {ref.head} is out of range; no model has {MAX_HEADS} heads a layer")
 
 
 def parse_mlp(text: str, n_layers: int | None = None) -> int:
@@ -62,44 +69,64 @@ def parse_mlp(text: str, n_layers: int | None = None) -> int:
     match = _MLP_RE.match(str(text).strip())
     if not match:
         raise EditclipError(f"bad MLP name {text!r}: expected 'L<layer>.mlp', e.g. 'L3.mlp'")
-    layer = int(match.group(1))
-    _check_layer(layer, n_layers, text)
+    layer = _index(match.group(1), text)
+    _check_layer(layer, n_layers, repr(text))
     return layer
 
 
-def parse_layers(text: str | int, n_layers: int | None = None) -> list[int]:
-    """Parse a layer selection (``L8``, ``L0-19``, ``last:4``, ``all``, comma-joined) into sorted indices.
+def layer_ranges(text: str | int, n_layers: int | None = None) -> list[tuple[int, int]]:
+    """The ``(start, stop)`` ranges (stop exclusive) of a layer selection, checked against `n_layers` (or
+    :data:`MAX_LAYERS` when the count is not known) before any index list is built.
 
     ``last:k`` and ``all`` need `n_layers`.
     """
     if isinstance(text, int):
         text = f"L{text}"
-    layers: set[int] = set()
+    ranges: list[tuple[int, int]] = []
     for piece in str(text).split(","):
         piece = piece.strip()
         if piece == "all" or (last := _LAST_RE.match(piece)):
             if n_layers is None:
                 raise EditclipError(f"layer selection {piece!r} needs the model's layer count")
-            k = n_layers if piece == "all" else int(last.group(1))
+            k = n_layers if piece == "all" else _index(last.group(1), piece)
             if not 1 <= k <= n_layers:
                 raise EditclipError(f"layer selection {piece!r}: k must be in 1..{n_layers} for this model")
-            layers.update(range(n_layers - k, n_layers))
+            ranges.append((n_layers - k, n_layers))
             continue
         match = _LAYER_RE.match(piece)
         if not match:
             raise EditclipError(
                 f"bad layer selection {piece!r}: expected 'L<i>', 'L<i>-<j>', 'last:<k>' or 'all' (e.g. 'L0-19')"
             )
-        start = int(match.group(1))
-        stop = int(match.group(2)) if match.group(2) is not None else start
+        start = _index(match.group(1), piece)
+        stop = _index(match.group(2), piece) if match.group(2) is not None else start
         if stop < start:
             raise EditclipError(f"bad layer range {piece!r}: the end {stop} is before the start {start}")
         for layer in (start, stop):
-            _check_layer(layer, n_layers, piece)
-        layers.update(range(start, stop + 1))
-    return sorted(layers)
+            _check_layer(layer, n_layers, repr(piece))
+        ranges.append((start, stop + 1))
+    return ranges
 
 
-def _check_layer(layer: int, n_layers: int | None, text: str) -> None:
+def parse_layers(text: str | int, n_layers: int | None = None) -> list[int]:
+    """Parse a layer selection (``L8``, ``L0-19``, ``last:4``, ``all``, comma-joined) into sorted indices.
+
+    ``last:k`` and ``all`` need `n_layers`; every index is checked before the list is built.
+    """
+    return sorted({layer for start, stop in layer_ranges(text, n_layers) for layer in range(start, stop)})
+
+
+def _index(digits: str, text: object) -> int:
+    """A layer or head index from ASCII digits; more digits than any model needs are refused before
+    conversion (Python refuses to convert very long digit strings)."""
+    if len(digits) > 9:
+        shown = digits if len(digits) <= 12 else digits[:12] + "..."
+        raise EditclipError(f"{text!r}: index {shown} is far out of range for any model")
+    return int(digits)
+
+
+def _check_layer(layer: int, n_layers: int | None, what: str) -> None:
     if n_layers is not None and not 0 <= layer < n_layers:
-        raise EditclipError(f"{text!r}: layer {layer} is out of range; this model has layers 0..{n_layers - 1}")
+        raise EditclipError(f"{what}: layer {layer} is out of range; this model has layers 0..{n_layers - 1}")
+    if n_layers is None and layer >= MAX_LAYERS:
+        raise EditclipError(f"{what}: layer {layer} is out of range; no model has {MAX_LAYERS} layers")

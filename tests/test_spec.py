@@ -7,6 +7,7 @@ import ast
 import copy
 import json
 import re
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ import yaml
 
 from editclip import cli
 from editclip.errors import EditclipError
+from editclip.names import HeadRef, parse_head, parse_layers, parse_mlp
 from editclip.spec import EditSpec, MeanAblate, Project
 
 METADATA = """img_id,img_filename,y,split,place,place_filename
@@ -184,6 +186,20 @@ MALFORMED: list[tuple[str, Callable[[dict[str, Any]], None], str, str]] = [
      "layer 6 is out of range; this model has layers 0..5"),
     ("last:k beyond the model", _set("edits[1].mean_ablate.layers", "last:9"), "edits[1].mean_ablate.layers",
      "k must be in 1..6"),
+    ("full-width digit in a head", _set("edits[0].mean_ablate", ["L5.H1", "L\uff13.H1"]),
+     "edits[0].mean_ablate.heads[1]", "bad head name 'L\uff13.H1'"),
+    ("full-width digits in a projected head", _set("edits[4].project.head", "L\uff14.H\uff10"),
+     "edits[4].project.head", "bad head name"),
+    ("Arabic-Indic digit in layers", _set("edits[1].mean_ablate.layers", "L0-\u0662"), "edits[1].mean_ablate.layers",
+     "bad layer selection"),
+    ("huge layer range", _set("edits[1].mean_ablate.layers", "L0-999999999"), "edits[1].mean_ablate.layers",
+     "layer 999999999 is out of range"),
+    ("huge layer index in a head", _set("edits[0].mean_ablate", ["L99999999999999.H1"]),
+     "edits[0].mean_ablate.heads[0]", "far out of range"),
+    ("huge head index", _set("edits[4].project.head", "L1.H400000"), "edits[4].project.head",
+     "head 400000 is out of range"),
+    ("huge last:k", _set("edits[1].mean_ablate.layers", "last:99999999"), "edits[1].mean_ablate.layers",
+     "k is out of range"),
     ("last:k ablation and project", _set("edits[1].mean_ablate.layers", "last:2"), "edits[3].project.head",
      "mean-ablated by edits[1] (mean_ablate attention of layers last:2)"),
 ]  # fmt: skip
@@ -254,12 +270,17 @@ edits:
     (workdir / "spec.yaml").write_text(text)
     with pytest.raises(EditclipError) as info:
         EditSpec.from_yaml("spec.yaml")
-    message = str(info.value)
-    assert message.startswith("invalid edit spec spec.yaml (1 problem):")
-    assert "edits[2].mean_ablate.extra (line 10): unknown key; allowed keys: heads, layers, parts, embed" in message
+    # one pass: the head out of the config's range is reported with the unknown key, in file order
+    assert str(info.value).splitlines() == [
+        "invalid edit spec spec.yaml (2 problems):",
+        "  edits[1].project.head (line 8): head L5.H9: head 9 is out of range; this model has heads 0..3",
+        "  edits[2].mean_ablate.extra (line 10): unknown key; allowed keys: heads, layers, parts, embed",
+    ]
 
-    (workdir / "spec.yaml").write_text(text.replace(", extra: 1", ""))
-    spec = EditSpec.from_yaml("spec.yaml")
+    (workdir / "spec.yaml").write_text(
+        text.replace(", extra: 1", "").replace("config: tiny.json", "name: hf-hub:org/m")
+    )
+    spec = EditSpec.from_yaml("spec.yaml")  # a hub model's shape is known once it is loaded
     with pytest.raises(EditclipError) as info:
         spec.check_against(6, 4)
     assert "edits[1].project.head (line 8): head L5.H9: head 9 is out of range; this model has heads 0..3" in str(
@@ -359,15 +380,20 @@ def test_check_against_names_the_valid_range(workdir: Path) -> None:
     spec = base_spec()
     spec["model"] = {"name": "ViT-B-16"}
     spec["edits"] = [{"mean_ablate": ["L11.H6", "L12.H0"]}, {"mean_ablate": {"layers": "L0-12", "parts": "mlp"}}]
-    parsed = EditSpec.from_dict(spec)
-    assert parsed.model.vision_layers_heads() == (12, 12)
     with pytest.raises(EditclipError) as info:
-        parsed.check_against(12, 12)
+        EditSpec.from_dict(spec)  # ViT-B-16's config declares 12 layers of 12 heads
     message = str(info.value)
     assert (
         "edits[0].mean_ablate.heads[1]: head L12.H0: layer 12 is out of range; this model has layers 0..11" in message
     )
     assert "edits[1].mean_ablate.layers: 'L0-12': layer 12 is out of range" in message
+
+    spec["model"] = {"name": "hf-hub:org/model"}  # shape unknown until the model is loaded
+    parsed = EditSpec.from_dict(spec)
+    assert parsed.model.vision_layers_heads() is None
+    with pytest.raises(EditclipError) as info:
+        parsed.check_against(12, 12)
+    assert str(info.value) == message
     parsed.check_against(24, 16)
 
 
@@ -411,11 +437,146 @@ def test_json_schema_documents_every_field(workdir: Path, capsys: pytest.Capture
     assert [p.name for p in (workdir / "out").iterdir()] == ["schema.json"]
 
 
-def test_spec_module_does_not_import_torch() -> None:
+def test_spec_package_does_not_import_torch() -> None:
     import editclip.spec
 
-    tree = ast.parse(Path(editclip.spec.__file__).read_text())
-    imported = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
-    imported |= {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
-    assert not any(m.split(".")[0] in ("torch", "open_clip", "numpy") for m in imported), imported
-    assert not {"backbone", "vit", "_decompose", "evaluate", "_compile"} & {m for m in imported}
+    modules = sorted(Path(editclip.spec.__file__).parent.glob("*.py"))
+    assert len(modules) > 5, modules
+    for module in modules:
+        tree = ast.parse(module.read_text())
+        imported = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        imported |= {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+        assert not any(m.split(".")[0] in ("torch", "open_clip", "numpy") for m in imported), (module, imported)
+        editclip_modules = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.level == 2}
+        assert editclip_modules <= {"errors", "names"}, (module, editclip_modules)  # the torch-free ones
+        assert not any(m.startswith("editclip") for m in imported), (module, imported)
+
+
+def _laughs(levels: int, width: int = 9) -> str:
+    """A "billion laughs" document: each level's list holds `width` aliases of the level below."""
+    rows = ['a0: &a0 ["lol"]']
+    for i in range(1, levels):
+        rows.append(f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * width) + "]")
+    return "\n".join(rows) + "\n"
+
+
+BOMBS = {
+    "alias bomb at the top": "editclip: 1\n" + _laughs(10),
+    "alias bomb inside edits": "editclip: 1\n" + _laughs(10).replace("a9: &a9", "edits: &a9"),
+    "nested alias bomb in a field": "editclip: 1\nname:\n  k: &n0 [a, b, c, d, e, f, g, h]\n"
+    + "".join(
+        f"  k{i}: &n{i} [*n{i - 1}, *n{i - 1}, *n{i - 1}, *n{i - 1}, *n{i - 1}, *n{i - 1}]\n" for i in range(1, 12)
+    ),
+    "deep nesting": "editclip: 1\nname: " + "[" * 5000 + "]" * 5000 + "\n",
+    "deep mapping nesting": "editclip: 1\n" + "".join("  " * i + f"k{i}:\n" for i in range(200)) + "  " * 200 + "x\n",
+    "recursive alias": "editclip: 1\nname: &r [*r]\n",
+}
+
+
+@pytest.mark.parametrize("kind", list(BOMBS))
+def test_yaml_bombs_fail_fast(kind: str, workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    text = BOMBS[kind]
+    assert len(text) < 60_000
+    (workdir / "bomb.yaml").write_text(text)
+    before = _tree(workdir)
+    start = time.perf_counter()
+    assert cli.main(["validate", "bomb.yaml"]) == 2
+    assert time.perf_counter() - start < 5  # generous; it takes milliseconds
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "bomb.yaml" in captured.err
+    assert re.search(r"alias|nested more than|not valid YAML", captured.err), captured.err
+    assert "Traceback" not in captured.err
+    assert _tree(workdir) == before
+
+
+def test_a_small_alias_bomb_is_refused_by_size(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    text = "editclip: 1\n" + _laughs(9)  # 9 ** 8 = 43 million values from 400 bytes
+    assert len(text) < 1024
+    (workdir / "bomb.yaml").write_text(text)
+    assert cli.main(["validate", "bomb.yaml"]) == 2
+    assert "its aliases expand to more than 100000 values" in capsys.readouterr().err
+
+
+def test_modest_aliases_are_fine(workdir: Path) -> None:
+    spec = base_spec()
+    text = yaml.safe_dump(spec, sort_keys=False)
+    text = text.replace(
+        "  data:\n    format: waterbirds\n    root: wb\n    split: val\n",
+        "  data: &cal\n    format: waterbirds\n    root: wb\n    split: val\n",
+        1,
+    )
+    assert "&cal" in text
+    (workdir / "spec.yaml").write_text(text)
+    assert EditSpec.from_yaml("spec.yaml") == EditSpec.from_dict(spec)
+
+
+@pytest.mark.parametrize(
+    ("layers", "model", "fragment"),
+    [
+        ("L0-999999999", {"config": "tiny.json"}, "layer 999999999 is out of range"),
+        ("L0-999999999", {"name": "hf-hub:org/m"}, "layer 999999999 is out of range"),
+        ("L5,L7-99999999999999999999", {"config": "tiny.json"}, "far out of range"),
+        ("last:99999999", {"config": "tiny.json"}, "k is out of range"),
+        ("last:99999999", {"name": "hf-hub:org/m"}, "k is out of range"),
+        ("last:" + "9" * 5000, {"config": "tiny.json"}, "k is out of range"),
+    ],
+)
+def test_huge_layer_ranges_fail_fast(
+    layers: str, model: dict[str, Any], fragment: str, workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec = base_spec()
+    spec["model"] = model
+    spec["edits"][1]["mean_ablate"]["layers"] = layers
+    path = _write(workdir / "spec.yaml", spec)
+    start = time.perf_counter()
+    assert cli.main(["validate", str(path)]) == 2
+    assert time.perf_counter() - start < 5
+    err = capsys.readouterr().err
+    assert "edits[1].mean_ablate.layers (line" in err and fragment in err, err
+
+
+def test_validate_reports_every_problem_in_one_pass(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    spec = base_spec()
+    spec["target"] = "both"  # a field problem
+    spec["calibration"]["max_images"] = 0  # another
+    spec["edits"][0] = {"mean_ablate": ["L5.H1", "L9.H0"]}  # out of the config's range
+    spec["edits"][1]["mean_ablate"]["layers"] = "L0-1,L6-7"  # out of range too
+    spec["edits"][4]["project"]["head"] = "L4.H8"  # head index out of range
+    spec["edits"].append({"mean_ablate": {"heads": ["L1.H1"], "extra": 1}})  # unknown key
+    path = _write(workdir / "spec.yaml", spec)
+    assert cli.main(["validate", str(path)]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert "(6 problems)" in lines[0], "\n".join(lines)
+    fields = [line.split(" (line")[0].strip() for line in lines[1:]]
+    assert fields == [  # in file order
+        "calibration.max_images",
+        "edits[0].mean_ablate.heads[1]",
+        "edits[1].mean_ablate.layers",
+        "edits[4].project.head",
+        "edits[5].mean_ablate.extra",
+        "target",
+    ]
+
+
+@pytest.mark.parametrize("text", ["L\uff13.H1", "L3.H\uff11", "L\u0663.H1", "L3.H1\u00b9", "Ｌ3.H1"])
+def test_head_names_are_ascii(text: str) -> None:
+    with pytest.raises(EditclipError, match="bad head name"):
+        parse_head(text)
+
+
+@pytest.mark.parametrize("text", ["L\uff13", "L0-\uff13", "last:\uff12", "L\u0663.mlp"])
+def test_layer_and_mlp_names_are_ascii(text: str) -> None:
+    with pytest.raises(EditclipError, match=r"bad (layer selection|MLP name)"):
+        parse_mlp(text) if text.endswith(".mlp") else parse_layers(text, 12)
+
+
+def test_layer_ranges_are_checked_before_lists_are_built() -> None:
+    start = time.perf_counter()
+    for text, n_layers in [("L0-999999999", 12), ("L0-999999999", None), ("last:999999999", 12)]:
+        with pytest.raises(EditclipError, match=r"out of range|k must be"):
+            parse_layers(text, n_layers)
+    assert time.perf_counter() - start < 1
+    assert parse_layers("L0-2,last:2", 12) == [0, 1, 2, 10, 11]
+    assert parse_mlp("L3.mlp", 4) == 3
+    assert parse_head("L05.H01") == HeadRef(5, 1)

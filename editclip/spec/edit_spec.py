@@ -1,0 +1,215 @@
+"""The whole edit spec: reading it from YAML or plain data with every problem reported at once, and the
+checks that need the model's shape (heads and layers in range, one action per part)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BeforeValidator, Field, PrivateAttr, ValidationError, field_validator
+
+from ..errors import EditclipError
+from ..names import check_head, parse_head, parse_layers
+from .data import CalibrationSpec
+from .edits import Edit, ResolvedPart
+from .evaluation import EvaluateSpec, ExportSpec
+from .fields import SPEC_VERSION, StrictModel
+from .model import ModelSpec
+from .problems import Lines, Problem, raise_problems
+from .yaml_source import load_yaml
+
+
+def _version(value: Any) -> Any:
+    if type(value) is not int or value != SPEC_VERSION:
+        raise ValueError(f"unsupported spec version {value!r}: this editclip reads version {SPEC_VERSION}")
+    return value
+
+
+class EditSpec(StrictModel):
+    """A whole edit spec. Read it with :meth:`from_yaml` or :meth:`from_dict`, which also refuse
+    contradictory edits and, when the model's config gives its shape, heads and layers out of range, and
+    report every problem with its path (and line); constructing the model directly skips those checks
+    until :meth:`check_against`."""
+
+    editclip: Annotated[Literal[1], BeforeValidator(_version)] = Field(
+        description="Spec format version; this editclip reads 1."
+    )
+    name: str | None = Field(None, description="A short name for the edit, used in reports.")
+    model: ModelSpec = Field(description="The base model.")
+    calibration: CalibrationSpec = Field(description="Images the edit's statistics are computed on.")
+    edits: list[Edit] = Field(
+        description="The edits, each {mean_ablate: ...} or {project: ...}; a part takes at most one "
+        "(ablating it twice is allowed and counts once)."
+    )
+    target: Literal["wrapper", "weights"] = Field(
+        "wrapper",
+        description="wrapper: an EditedCLIP with the paper's direct-effect semantics; weights: a patched "
+        "open_clip checkpoint where the head's own output changes at every token (total effect).",
+    )
+    convention: Literal["exact", "official"] = Field(
+        "exact",
+        description="How the post-LayerNorm constant is split over parts: exact (each part centred by its "
+        "own mean) or official (the official code's split, for reproducing published numbers).",
+    )
+    evaluate: EvaluateSpec | None = Field(None, description="Zero-shot evaluation of base and edited models.")
+    export: ExportSpec | None = Field(None, description="Export of the edited model.")
+
+    _source: str | None = PrivateAttr(None)
+    _lines: Lines = PrivateAttr(default_factory=dict)
+
+    @field_validator("edits")
+    @classmethod
+    def _some_edits(cls, edits: list[Edit]) -> list[Edit]:
+        if not edits:
+            raise ValueError("no edits: give at least one mean_ablate or project")
+        return edits
+
+    def __eq__(self, other: object) -> bool:
+        """Specs are equal when their content is, wherever they were read from."""
+        return isinstance(other, EditSpec) and self.model_dump() == other.model_dump()
+
+    __hash__ = None  # type: ignore[assignment]
+
+    # -- reading and writing ------------------------------------------------------------------------
+
+    @classmethod
+    def from_yaml(cls, path: str | os.PathLike[str]) -> EditSpec:
+        """Read a spec file; errors name each field's path and line."""
+        source = str(path)
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise EditclipError(f"spec file {source} does not exist") from None
+        except (OSError, UnicodeDecodeError) as err:
+            raise EditclipError(f"cannot read spec file {source}: {err}") from None
+        data, lines, problems = load_yaml(text, source)
+        raise_problems(problems, source, lines)
+        return cls._from_data(data, source, lines)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> EditSpec:
+        """Validate a spec given as plain data (what ``yaml.safe_load`` returns)."""
+        return cls._from_data(data, None, {})
+
+    @classmethod
+    def _from_data(cls, data: Any, source: str | None, lines: Lines) -> EditSpec:
+        """Validate everything in one pass: field problems, and the edits that are well formed checked
+        against each other and against the shape the model's config declares."""
+        if data is None:
+            raise EditclipError(f"the spec{' ' + source if source else ''} is empty; it starts with 'editclip: 1'")
+        problems: list[Problem] = []
+        spec: EditSpec | None = None
+        try:
+            spec = cls.model_validate(data)
+        except ValidationError as err:
+            problems += [Problem.from_pydantic(e, cls) for e in err.errors()]
+        if spec is not None:
+            edits = list(enumerate(spec.edits))
+            shape = spec.model.vision_layers_heads()
+        else:
+            edits = _well_formed_edits(data)
+            shape = _declared_shape(data)
+        problems += edit_problems(edits, *(shape or (None, None)))
+        raise_problems(problems, source, lines)
+        assert spec is not None
+        spec._source, spec._lines = source, lines
+        return spec
+
+    def to_yaml(self) -> str:
+        """The spec as YAML (defaults written out, absent options left out); reads back equal."""
+        return yaml.safe_dump(self.model_dump(mode="json", exclude_none=True), sort_keys=False, allow_unicode=True)
+
+    @classmethod
+    def json_schema(cls) -> dict[str, Any]:
+        """JSON Schema (draft 2020-12) of the spec file, for editors and documentation."""
+        schema = cls.model_json_schema()
+        return {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema, "title": "editclip edit spec"}
+
+    # -- checks that need the model's shape ---------------------------------------------------------
+
+    def check_against(self, n_layers: int, n_heads: int) -> None:
+        """Raise unless every head and layer exists in a model of `n_layers` layers of `n_heads` heads and
+        no part takes two different edits (``last:k`` selections can only be checked here)."""
+        raise_problems(edit_problems(list(enumerate(self.edits)), n_layers, n_heads), self._source, self._lines)
+
+    def resolved_parts(self, n_layers: int, n_heads: int) -> list[ResolvedPart]:
+        """Every part the edits touch, once, with its action: ``("L21.H1", MeanAblate, 0)``,
+        ``("L3.mlp", MeanAblate, 2)``, ``("embed", MeanAblate, 2)``, ``("L23.H6", Project, 3)``."""
+        self.check_against(n_layers, n_heads)
+        resolved: dict[str, ResolvedPart] = {}
+        for i, edit in enumerate(self.edits):
+            for part in edit.action.parts_for(n_layers, n_heads):
+                resolved.setdefault(part, ResolvedPart(part, edit.action, i))
+        return list(resolved.values())
+
+
+def edit_problems(edits: list[tuple[int, Edit]], n_layers: int | None, n_heads: int | None) -> list[Problem]:
+    """Problems of the (index, edit) pairs: heads and layers out of range when the shape is known, a head
+    projected twice, or projected and mean-ablated."""
+    problems: list[Problem] = []
+    if n_layers is not None:
+        problems += _range_problems(edits, n_layers, n_heads)
+    for j, edit in edits:
+        if edit.project is None:
+            continue
+        ref = parse_head(edit.project.head)
+        loc = ("edits", j, "project", "head")
+        for i, other in edits:
+            if other.project is not None and i < j and other.project.head == edit.project.head:
+                message = f"{ref} is projected by edits[{j}] and already by edits[{i}]; one projection per head"
+                problems.append(Problem(loc, message))
+            elif other.mean_ablate is not None and other.mean_ablate.covers_head(ref, n_layers):
+                problems.append(
+                    Problem(
+                        loc,
+                        f"{ref} is projected by edits[{j}] and mean-ablated by edits[{i}] "
+                        f"({other.mean_ablate.describe()}); a part takes only one of them",
+                    )
+                )
+    return problems
+
+
+def _range_problems(edits: list[tuple[int, Edit]], n_layers: int, n_heads: int | None) -> Iterator[Problem]:
+    for i, edit in edits:
+        checks: list[tuple[tuple[Any, ...], str, str]] = []
+        if edit.mean_ablate is not None:
+            ablate = edit.mean_ablate
+            checks += [(("edits", i, "mean_ablate", "heads", k), "head", h) for k, h in enumerate(ablate.heads or [])]
+            if ablate.layers is not None:
+                checks.append((("edits", i, "mean_ablate", "layers"), "layers", ablate.layers))
+        else:
+            checks.append((("edits", i, "project", "head"), "head", edit.action.head))  # type: ignore[union-attr]
+        for loc, kind, value in checks:
+            try:
+                if kind == "head":
+                    check_head(parse_head(value), n_layers, n_heads)
+                else:
+                    parse_layers(value, n_layers)
+            except EditclipError as err:
+                yield Problem(loc, str(err))
+
+
+def _well_formed_edits(data: Any) -> list[tuple[int, Edit]]:
+    """The edits of raw spec data that validate on their own (to check them while other fields fail)."""
+    raw = data.get("edits") if isinstance(data, dict) else None
+    if not isinstance(raw, list):
+        return []
+    edits = []
+    for i, item in enumerate(raw):
+        try:
+            edits.append((i, Edit.model_validate(item)))
+        except ValidationError:
+            continue  # its problems are reported by the whole spec's validation
+    return edits
+
+
+def _declared_shape(data: Any) -> tuple[int, int] | None:
+    """(layers, heads) from raw spec data's model section, when that section validates and says."""
+    raw = data.get("model") if isinstance(data, dict) else None
+    try:
+        return ModelSpec.model_validate(raw).vision_layers_heads()
+    except ValidationError:
+        return None
