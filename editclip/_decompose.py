@@ -108,7 +108,7 @@ def from_vit_output(out: VitOutput, convention: str = "exact") -> Decomposition:
 
 
 def _official(out: VitOutput, norms: Tensor) -> Decomposition:
-    """The official code's split (PAPER.md section 1), divided by |z|.
+    """The official code's split (docs/method.md section 1), divided by |z|.
 
     A component with exact part e and residual-space mean m that is given the share s of the
     ln_post mean and bias becomes e + (m - s mu) g / sigma + s b.

@@ -1,4 +1,4 @@
-"""TextSpan (PAPER.md section 3): name what a head writes by greedily choosing texts whose directions
+"""TextSpan (docs/method.md section 3): name what a head writes by greedily choosing texts whose directions
 explain the most variance of the head's direct contributions.
 
 All heads are processed as one batched torch computation (in chunks of heads that fit in memory,
@@ -10,8 +10,8 @@ O(M D) per head instead of O(N M D).
 Two variants:
 
 - ``paper``: Algorithm 1 as stated. Data centred; pick the text whose direction carries the most
-  variance; deflate data and texts by it. Texts are renormalised after deflation (our reading,
-  shared by PAPER.md: the paper scores unit text directions). Every step then adds the most
+  variance; deflate data and texts by it. Texts are renormalised after deflation (our reading of
+  the paper, which scores unit text directions; docs/method.md section 3). Every step then adds the most
   explained variance, even when the new direction is a small residual of the chosen text (see
   ``residual``). Texts left with (almost) no component outside the chosen span (squared residual
   norm below ``_MIN_RESIDUAL`` of the original) are no longer candidates.

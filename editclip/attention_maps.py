@@ -1,4 +1,4 @@
-"""Attention-based explanation maps, the baselines of the segmentation table (PAPER.md section 6).
+"""Attention-based explanation maps, the baselines of the segmentation table (docs/method.md section 6).
 
 - raw attention: the last layer's CLS row of attention weights to the patches, averaged over heads;
 - attention rollout (Abnar & Zuidema 2020, as in Chefer et al.'s code): per layer the head-averaged

@@ -1,4 +1,4 @@
-"""The paper's accuracy curves on a stored decomposition (PAPER.md sections 2 and 3).
+"""The paper's accuracy curves on a stored decomposition (docs/method.md sections 2 and 3).
 
 - Mean-ablation (paper Fig. 2): zero-shot accuracy when the direct contributions of the first k
   attention layers (all heads and the out_proj bias part), or of the first k MLPs, are replaced by

@@ -1,4 +1,4 @@
-"""Property-based retrieval (PAPER.md section 5): rank images by what one head writes for them.
+"""Property-based retrieval (docs/method.md section 6): rank images by what one head writes for them.
 
 A "colour" head ranks by colour and a "counting" head by count, because its direct contribution
 varies with that property only. Contributions are centred by the head's mean over the store before

@@ -1,7 +1,7 @@
 """Segmentation metrics of heatmaps against binary masks, and the datasets that provide the masks.
 
-The protocol is Chefer et al.'s (CVPR 2021, ``imagenet_seg_eval.py``), which PAPER.md section 6 follows:
-each map is min-max normalised and thresholded at its own mean (foreground: map > mean);
+The protocol is Chefer et al.'s (CVPR 2021, ``imagenet_seg_eval.py``), which the paper follows (docs/method.md
+section 6): each map is min-max normalised and thresholded at its own mean (foreground: map > mean);
 pixel accuracy and the per-class (background, foreground) intersections and unions are summed over
 all images before dividing, mIoU is the mean of the two IoUs; mAP is the mean over images of the
 average precision of the scores ``[1 - map, map]`` against the one-hot masks ``[bg, fg]``, taken

@@ -1,4 +1,4 @@
-"""Where in the image: heatmaps from the per-token direct contributions (PAPER.md section 6).
+"""Where in the image: heatmaps from the per-token direct contributions (docs/method.md section 6).
 
 A patch's score is the part of the image embedding that its token, as an attention *source* of the
 CLS row, writes directly (summed over the chosen layers and heads), projected on a text direction:

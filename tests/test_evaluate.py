@@ -48,7 +48,7 @@ def test_group_metrics_by_hand() -> None:
 
 
 def test_waterbirds_adjusted_average() -> None:
-    """PAPER.md section 4: test groups (0,0) 2255, (0,1) 2255, (1,0) 642, (1,1) 642; training sizes
+    """docs/method.md section 6: Waterbirds test groups (0,0) 2255, (0,1) 2255, (1,0) 642, (1,1) 642; training sizes
     3498, 184, 56, 1057 weight the adjusted average."""
     sizes = {(0, 0): 2255, (0, 1): 2255, (1, 0): 642, (1, 1): 642}
     right = {(0, 0): 2255, (0, 1): 1804, (1, 0): 321, (1, 1): 642}  # accuracies 1, 0.8, 0.5, 1

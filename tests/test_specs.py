@@ -17,7 +17,7 @@ from editclip.spec import EditSpec
 
 SPECS = sorted((Path(__file__).parent.parent / "specs").glob("*.yaml"))
 
-# PAPER.md section 4: heads (layer, head), 0-based, and how many layers each model has.
+# The paper's Waterbirds heads (docs/method.md section 6): (layer, head), 0-based, and how many layers each model has.
 PAPER_HEADS = {
     "ViT-B-16": (12, [(11, 6), (11, 0), (11, 3), (10, 11), (10, 10), (9, 8), (9, 6)]),
     "ViT-L-14": (24, [(21, 1), (22, 12), (22, 13), (21, 11), (21, 14), (23, 6), (21, 3), (21, 6), (21, 8),

@@ -38,7 +38,7 @@ def official_reference(data: np.ndarray, text_features: np.ndarray, iters: int, 
 
 
 def paper_reference(data: np.ndarray, texts: np.ndarray, iters: int):
-    """Algorithm 1 as PAPER.md states it, texts renormalised after each deflation."""
+    """Algorithm 1 as the paper states it (docs/method.md section 3), texts renormalised after each deflation."""
     data = data - data.mean(axis=0, keepdims=True)
     texts = texts / np.linalg.norm(texts, axis=1, keepdims=True)
     results = []
