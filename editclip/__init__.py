@@ -1,31 +1,97 @@
 """editclip: interpret and edit CLIP image encoders through the direct effects of their parts.
 
-The public API is listed here explicitly; everything else is internal.
+Public API (each name is imported on first use, so ``import editclip`` and the command line start
+without loading torch):
+
+Models
+    load, Backbone, VitShape, toyworld
+Decomposition
+    decompose, Decomposition, DecompositionStore
+Naming heads
+    textspan, TextSpanResult, encode_texts
+Editing
+    EditSpec, compile, CompiledEdit, EditedCLIP, EditTensors, run_spec, RunResult
+Evaluation
+    zero_shot_classifier, group_metrics
+Export
+    save_edit, load_edit, export_onnx, OnnxImageEncoder
+Errors
+    EditclipError, UnsupportedModelError
+
+Everything not listed in ``__all__`` is internal.
 """
 
-from . import toyworld as toyworld
-from ._compile import CompiledEdit as CompiledEdit
-from ._compile import compile_edit as compile  # noqa: F401  (editclip.compile(spec, bb), as DESIGN.md names it)
-from ._decompose import Decomposition as Decomposition
-from ._decompose import decompose as decompose
-from ._textspan import TextSpanResult as TextSpanResult
-from ._textspan import textspan as textspan
-from ._version import __version__ as __version__
-from .backbone import Backbone as Backbone
-from .backbone import VitShape as VitShape
-from .backbone import load as load
-from .edited import EditedCLIP as EditedCLIP
-from .edited import EditTensors as EditTensors
-from .errors import EditclipError as EditclipError
-from .errors import UnsupportedModelError as UnsupportedModelError
-from .evaluate import group_metrics as group_metrics
-from .evaluate import zero_shot_classifier as zero_shot_classifier
-from .export import OnnxImageEncoder as OnnxImageEncoder
-from .export import export_onnx as export_onnx
-from .export import load_edit as load_edit
-from .export import save_edit as save_edit
-from .runner import run_spec as run_spec
-from .spec import EditSpec as EditSpec
-from .store import DecompositionStore as DecompositionStore
-from .text import encode_texts as encode_texts
+from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from ._version import __version__
+
+# public name -> (module, attribute in it); the attribute None means the module itself
+_EXPORTS = {
+    "load": (".backbone", "load"),
+    "Backbone": (".backbone", "Backbone"),
+    "VitShape": (".backbone", "VitShape"),
+    "toyworld": (".toyworld", None),
+    "decompose": ("._decompose", "decompose"),
+    "Decomposition": ("._decompose", "Decomposition"),
+    "DecompositionStore": (".store", "DecompositionStore"),
+    "textspan": ("._textspan", "textspan"),
+    "TextSpanResult": ("._textspan", "TextSpanResult"),
+    "encode_texts": (".text", "encode_texts"),
+    "EditSpec": (".spec", "EditSpec"),
+    "compile": ("._compile", "compile_edit"),  # editclip.compile(spec, bb), as the design names it
+    "CompiledEdit": ("._compile", "CompiledEdit"),
+    "EditedCLIP": (".edited", "EditedCLIP"),
+    "EditTensors": (".edited", "EditTensors"),
+    "run_spec": (".runner", "run_spec"),
+    "RunResult": (".runner", "RunResult"),
+    "zero_shot_classifier": (".evaluate", "zero_shot_classifier"),
+    "group_metrics": (".evaluate", "group_metrics"),
+    "save_edit": (".export", "save_edit"),
+    "load_edit": (".export", "load_edit"),
+    "export_onnx": (".export", "export_onnx"),
+    "OnnxImageEncoder": (".export", "OnnxImageEncoder"),
+    "EditclipError": (".errors", "EditclipError"),
+    "UnsupportedModelError": (".errors", "UnsupportedModelError"),
+}
+
+__all__ = [
+    "Backbone", "CompiledEdit", "Decomposition", "DecompositionStore", "EditSpec", "EditTensors", "EditclipError",
+    "EditedCLIP", "OnnxImageEncoder", "RunResult", "TextSpanResult", "UnsupportedModelError", "VitShape",
+    "__version__", "compile", "decompose", "encode_texts", "export_onnx", "group_metrics", "load", "load_edit",
+    "run_spec", "save_edit", "textspan", "toyworld", "zero_shot_classifier",
+]  # fmt: skip
+
+if TYPE_CHECKING:
+    from . import toyworld
+    from ._compile import CompiledEdit
+    from ._compile import compile_edit as compile
+    from ._decompose import Decomposition, decompose
+    from ._textspan import TextSpanResult, textspan
+    from .backbone import Backbone, VitShape, load
+    from .edited import EditedCLIP, EditTensors
+    from .errors import EditclipError, UnsupportedModelError
+    from .evaluate import group_metrics, zero_shot_classifier
+    from .export import OnnxImageEncoder, export_onnx, load_edit, save_edit
+    from .runner import RunResult, run_spec
+    from .spec import EditSpec
+    from .store import DecompositionStore
+    from .text import encode_texts
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name on first use (PEP 562) and keep it in the package namespace."""
+    try:
+        module_name, attribute = _EXPORTS[name]
+    except KeyError:
+        raise AttributeError(f"module 'editclip' has no attribute {name!r}") from None
+    module = importlib.import_module(module_name, __name__)
+    value = module if attribute is None else getattr(module, attribute)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

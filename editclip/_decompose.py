@@ -17,11 +17,10 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
+from ._constants import CONVENTIONS
 from .backbone import Backbone
 from .errors import EditclipError
 from .vit import VitOutput, run
-
-CONVENTIONS = ("exact", "official")
 
 
 @dataclass

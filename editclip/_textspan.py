@@ -39,6 +39,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from ._constants import VARIANTS
 from ._io import save_figure, write_json, write_text
 from .errors import EditclipError
 from .names import HeadRef
@@ -47,7 +48,6 @@ if TYPE_CHECKING:
     from .store import DecompositionStore
 
 Variant = Literal["paper", "official"]
-VARIANTS: tuple[str, ...] = ("paper", "official")
 
 # A text whose squared residual norm (after removing the chosen directions) falls below this
 # fraction of its original squared norm lies in the chosen span up to rounding: not a candidate.

@@ -7,6 +7,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from ._version import __version__
 from .errors import EditclipError
 
 # Each module in editclip/commands/ defines ``register(subparsers)``, which adds its parser(s) and
@@ -33,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="editclip",
         description="Interpret and edit CLIP image encoders through the direct effects of their heads.",
     )
+    parser.add_argument("--version", action="version", version=f"editclip {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMAND_MODULES:
         importlib.import_module(f"editclip.commands.{name}").register(sub)

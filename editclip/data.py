@@ -17,9 +17,9 @@ import numpy as np
 from PIL import Image
 from torch.utils.data import Dataset
 
+from ._constants import FORMATS
 from .errors import EditclipError
 
-FORMATS = ("auto", "waterbirds", "csv", "folder")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff")
 SPLIT_NAMES = {"train": 0, "val": 1, "valid": 1, "validation": 1, "test": 2}
 _WATERBIRDS_REQUIRED = ("img_filename", "y", "split")

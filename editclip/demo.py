@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ._compile import calibration_store
+from ._constants import DEMO_COUNTS
 from ._io import write_json, write_text
 from ._textspan import textspan
 from .backbone import Backbone
@@ -37,7 +38,6 @@ from .text import encode_texts, load_pool
 
 GOAL_WORST_GROUP_GAIN = 0.10  # edited worst-group accuracy >= baseline + 10 points
 GOAL_AVERAGE_DROP = 0.05  # edited average >= baseline average - 5 points (a rise is welcome)
-DEFAULT_COUNTS = (400, 600, 800)  # train (only its group sizes are used), val (calibration), test
 
 
 @dataclass
@@ -63,7 +63,7 @@ def run_demo(
     out: str | Path = "out/demo",
     *,
     overwrite: bool = False,
-    counts: tuple[int, int, int] = DEFAULT_COUNTS,
+    counts: tuple[int, int, int] = DEMO_COUNTS,
     seed: int = 0,
     max_heads: int = 8,
     model: dict[str, Any] | None = None,

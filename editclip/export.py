@@ -35,6 +35,7 @@ from safetensors.torch import save_file
 from torch import Tensor, nn
 
 from . import _onnx, families
+from ._constants import PARITY_BATCH_SIZES
 from ._io import atomic_path
 from .backbone import state_dict_fingerprint
 from .edited import EditedCLIP, EditTensors, ImageEncoder
@@ -49,7 +50,6 @@ CHECKPOINT_FORMAT = "editclip-patched-checkpoint/1"
 ONNX_FORMAT = "editclip-image-encoder/1"
 FINGERPRINT_KEY = "editclip_base_fingerprint"
 EXTERNAL_DATA_THRESHOLD = 1_900_000_000  # bytes of weights above which they go to one .data file (protobuf: 2 GiB)
-PARITY_BATCH_SIZES = (1, 3, 8)
 FP32_ATOL = 1e-4
 FP16_MIN_COSINE = 0.999
 

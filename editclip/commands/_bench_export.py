@@ -8,15 +8,16 @@ from __future__ import annotations
 import argparse
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-
-from .._bench import Timing, format_table, measure
-from ..backbone import Backbone
-from ..edited import EditedCLIP, EditTensors
 from ..errors import EditclipError
-from ..export import OnnxImageEncoder, check_fingerprint, export_onnx, read_edit
 from ._common import add_model_args, backbone_from_args
+
+if TYPE_CHECKING:
+    from .._bench import Timing
+    from ..backbone import Backbone
+    from ..edited import EditedCLIP, EditTensors
+    from ..export import OnnxImageEncoder
 
 
 def register_export(bench_subparsers: argparse._SubParsersAction) -> None:
@@ -42,6 +43,10 @@ def register_export(bench_subparsers: argparse._SubParsersAction) -> None:
 
 def synthetic_edit(bb: Backbone, seed: int = 0) -> EditTensors:
     """A representative edit with random statistics (timing only)."""
+    import torch
+
+    from ..edited import EditTensors
+
     shape = bb.shape
     gen = torch.Generator().manual_seed(seed)
     dim, heads = shape.embed_dim, shape.heads
@@ -67,6 +72,12 @@ def synthetic_edit(bb: Backbone, seed: int = 0) -> EditTensors:
 
 def run_export(args: argparse.Namespace) -> int:
     """Export both models, time the four variants at batch 1 and --batch-size, print tables and ratios."""
+    import torch
+
+    from .._bench import format_table
+    from ..edited import EditedCLIP
+    from ..export import OnnxImageEncoder, check_fingerprint, export_onnx, read_edit
+
     if args.batch_size < 1 or args.repeats < 1:
         raise EditclipError("--batch-size and --repeats must be >= 1")
     if args.threads:
@@ -121,6 +132,10 @@ def run_export(args: argparse.Namespace) -> int:
 def _time(
     bb: Backbone, edited: EditedCLIP, sessions: dict[str, OnnxImageEncoder], batch: int, repeats: int
 ) -> dict[str, Timing]:
+    import torch
+
+    from .._bench import measure
+
     images = torch.randn(batch, 3, *bb.shape.image_size, generator=torch.Generator().manual_seed(batch))
     array = images.numpy()
     variants = {

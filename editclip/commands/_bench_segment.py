@@ -9,15 +9,12 @@ import argparse
 import contextlib
 import ctypes
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-import torch
-import torch.nn.functional as F
-
-from .._bench import PeakMemory, format_table, measure
-from ..attention_maps import attention_maps
-from ..backbone import load
 from ..errors import EditclipError
-from ..spatial import head_map, head_mask, heatmaps
+
+if TYPE_CHECKING:
+    import torch
 
 
 def register_segment(bench_subparsers: argparse._SubParsersAction) -> None:
@@ -41,6 +38,14 @@ def register_segment(bench_subparsers: argparse._SubParsersAction) -> None:
 
 def run_segment_bench(args: argparse.Namespace) -> int:
     """Load the random-weight model, time the variants interleaved, print the table."""
+    import torch
+    import torch.nn.functional as F
+
+    from .._bench import format_table, measure
+    from ..attention_maps import attention_maps
+    from ..backbone import load
+    from ..spatial import head_map, head_mask, heatmaps
+
     if args.batch_size < 1 or args.repeats < 1 or args.classes < 2:
         raise EditclipError("--batch-size and --repeats must be >= 1 and --classes >= 2")
     bb = load(args.model, device=args.device)
@@ -82,6 +87,8 @@ def peak_bytes(fn: Callable[[], object], device: torch.device) -> int:
     that the call has to grow the process again; then the kernel's RSS high-water mark, reset through
     ``/proc/self/clear_refs``, minus the RSS before the call (sampled RSS where that file is not writable).
     """
+    from .._bench import PeakMemory
+
     if device.type != "cpu":
         with PeakMemory(device) as mem:
             fn()

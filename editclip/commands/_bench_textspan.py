@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import argparse
 import time
+from typing import TYPE_CHECKING
 
-import torch
-from torch import Tensor
-from tqdm.auto import tqdm
-
-from .._textspan import VARIANTS, textspan
+from .._constants import VARIANTS
 from ..errors import EditclipError
+
+if TYPE_CHECKING:
+    import torch
+    from torch import Tensor
 
 
 def register_textspan(bench_subparsers: argparse._SubParsersAction) -> None:
@@ -47,6 +48,10 @@ def register_textspan(bench_subparsers: argparse._SubParsersAction) -> None:
 
 def run_textspan(args: argparse.Namespace) -> int:
     """Build the synthetic data, time both implementations, print the figures and the ratio."""
+    import torch
+
+    from .._textspan import textspan
+
     for name in ("heads", "images", "texts", "dim", "m"):
         if getattr(args, name) < 1:
             raise EditclipError(f"--{name} must be >= 1; got {getattr(args, name)}")
@@ -93,6 +98,8 @@ def synthetic_heads(n_heads: int, n: int, m_texts: int, d: int, *, seed: int = 0
 
     Returns C [K, N, D] float32 and unit texts R [M, D] float32.
     """
+    import torch
+
     gen = torch.Generator().manual_seed(seed)
     r = torch.randn(m_texts, d, generator=gen)
     r /= r.norm(dim=1, keepdim=True)
@@ -118,6 +125,9 @@ def textspan_loop(
 ) -> Tensor:
     """The same algorithm written the straightforward way: per head, a full SVD (official variant),
     then per step project all the data on all texts and deflate both. c: [K, N, D] -> indices [K, m]."""
+    import torch
+    from tqdm.auto import tqdm
+
     picks = []
     for head in tqdm(c, desc="per-head loop", unit="head", disable=not progress):
         x = head.to(device, dtype)
@@ -147,6 +157,8 @@ def textspan_loop(
 
 
 def _clock(device: torch.device) -> float:
+    import torch
+
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     return time.perf_counter()

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import argparse
 import os
+from typing import TYPE_CHECKING
 
-from ..backbone import Backbone, load
-from ..data import FORMATS, ImageDataset, load_dataset
+from .._constants import FORMATS
 from ..errors import EditclipError
+
+if TYPE_CHECKING:
+    from ..backbone import Backbone
+    from ..data import ImageDataset
 
 
 def add_model_args(parser: argparse.ArgumentParser, required: bool = True) -> None:
@@ -25,6 +29,8 @@ def add_model_args(parser: argparse.ArgumentParser, required: bool = True) -> No
 
 def backbone_from_args(args: argparse.Namespace) -> Backbone:
     """Load the model the arguments name, with a clear error when they name none or conflict."""
+    from ..backbone import load
+
     if args.toyworld:
         if args.model or args.checkpoint or args.pretrained:
             raise EditclipError("--toyworld takes no --model, --pretrained or --checkpoint")
@@ -56,6 +62,8 @@ def add_data_args(parser: argparse.ArgumentParser, prefix: str = "", required: b
 
 def dataset_from_args(args: argparse.Namespace, prefix: str = "") -> ImageDataset:
     """The dataset the --data arguments name."""
+    from ..data import load_dataset
+
     key = prefix.replace("-", "_")
     return load_dataset(
         getattr(args, f"{key}data"),

@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-import torch
-
-from .._bench import format_table, measure
 from ..names import parse_layers
-from ..vit import run as run_vit
 from ._bench_export import register_export
 from ._bench_segment import register_segment
+from ._bench_startup import register_startup
 from ._bench_textspan import register_textspan
 from ._common import add_model_args, backbone_from_args
 
@@ -27,9 +24,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     register_textspan(bench)
     register_segment(bench)
     register_export(bench)
+    register_startup(bench)
 
 
 def run_decompose(args: argparse.Namespace) -> int:
+    import torch
+
+    from .._bench import format_table, measure
+    from ..vit import run as run_vit
+
     bb = backbone_from_args(args)
     torch.manual_seed(0)
     size = bb.shape.image_size

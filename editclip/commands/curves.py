@@ -5,13 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import torch
-
 from .._io import write_json
-from ..curves import ablation_curve, check_calibration, plot_curves, textspan_curve
 from ..errors import EditclipError
-from ..store import backbone_for_store
-from ..text import encode_texts, load_pool, read_lines
 from .textspan import add_store_arg, add_textspan_args, check_out, open_store
 
 
@@ -40,6 +35,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from ..curves import ablation_curve, check_calibration, plot_curves, textspan_curve
+    from ..store import backbone_for_store
+    from ..text import encode_texts, load_pool, read_lines
+
     out = check_out(args.out)
     store = open_store(args.decomposition)
     calibration = open_store(args.calibration) if args.calibration else store

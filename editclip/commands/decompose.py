@@ -5,10 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .._decompose import CONVENTIONS
+from .._constants import CONVENTIONS
 from ..errors import EditclipError
 from ..names import parse_layers
-from ..store import decompose_dataset
 from ._common import add_data_args, add_model_args, backbone_from_args, dataset_from_args, parse_shard
 
 
@@ -32,6 +31,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..store import decompose_dataset
+
     if args.batch_size <= 0 or args.chunk_size <= 0:
         raise EditclipError("--batch-size and --chunk-size must be positive")
     out = Path(args.out)

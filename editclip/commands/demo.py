@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..demo import DEFAULT_COUNTS, run_demo
+from .._constants import DEMO_COUNTS
 from ..errors import EditclipError
 
 
@@ -20,7 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--out", default="out/demo", help="output folder (default out/demo)")
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
-    parser.add_argument("--counts", nargs=3, type=int, metavar=("TRAIN", "VAL", "TEST"), default=DEFAULT_COUNTS,
+    parser.add_argument("--counts", nargs=3, type=int, metavar=("TRAIN", "VAL", "TEST"), default=DEMO_COUNTS,
                         help="images per split (default %(default)s)")  # fmt: skip
     parser.add_argument("--seed", type=int, default=0, help="seed of the generated world (default 0)")
     parser.add_argument("--max-heads", type=int, default=8, help="most heads to ablate (default 8)")
@@ -32,6 +32,8 @@ def run(args: argparse.Namespace) -> int:
         raise EditclipError(f"--counts {' '.join(map(str, args.counts))}: val and test need at least 8 images each")
     if args.max_heads < 1:
         raise EditclipError("--max-heads must be positive")
+    from ..demo import run_demo
+
     result = run_demo(args.out, overwrite=args.overwrite, counts=tuple(args.counts), seed=args.seed,
                       max_heads=args.max_heads)  # fmt: skip
     return 0 if result.run.reports else 1

@@ -4,23 +4,16 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import TYPE_CHECKING
 
-from torch import nn
-
-from ..backbone import Backbone
-from ..edited import EditedCLIP
+from .._constants import PARITY_BATCH_SIZES
 from ..errors import EditclipError
-from ..export import (
-    CHECKPOINT_FORMAT,
-    FINGERPRINT_KEY,
-    PARITY_BATCH_SIZES,
-    check_fingerprint,
-    export_onnx,
-    model_metadata,
-    read_edit,
-    read_metadata,
-)
 from ._common import add_model_args, backbone_from_args
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from ..backbone import Backbone
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -53,6 +46,8 @@ def run(args: argparse.Namespace) -> int:
         batch_sizes = [int(b) for b in args.check_batch_sizes.split(",")]
     except ValueError:
         raise EditclipError(f"--check-batch-sizes {args.check_batch_sizes!r}: expected integers like 1,3,8") from None
+    from ..export import export_onnx
+
     model, metadata = model_from_args(args)
     report = export_onnx(
         model,
@@ -75,6 +70,9 @@ def _has_model_args(args: argparse.Namespace) -> bool:
 def model_from_args(args: argparse.Namespace) -> tuple[nn.Module, dict[str, str]]:
     """The model to export and its metadata: an EditedCLIP for --edit, else the model the arguments name
     (kind 'patched' when it is a checkpoint written by save_patched_checkpoint)."""
+    from ..edited import EditedCLIP
+    from ..export import CHECKPOINT_FORMAT, check_fingerprint, model_metadata, read_edit, read_metadata
+
     if args.edit:
         tensors, meta = read_edit(args.edit)
         bb = backbone_from_args(args) if _has_model_args(args) else _base_of(meta, args)
@@ -93,6 +91,7 @@ def model_from_args(args: argparse.Namespace) -> tuple[nn.Module, dict[str, str]
 
 
 def _base_of(meta: dict[str, str], args: argparse.Namespace) -> Backbone:
+    from ..export import FINGERPRINT_KEY
     from ..store import load_backbone
 
     if "editclip_base_model" not in meta:

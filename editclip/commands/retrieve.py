@@ -7,9 +7,6 @@ import argparse
 from .._io import write_json
 from ..errors import EditclipError
 from ..names import parse_head
-from ..retrieval import contact_sheet, rank_by_head
-from ..store import backbone_for_store
-from ..text import encode_texts
 from .textspan import add_store_arg, check_out, open_store
 
 
@@ -35,6 +32,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..retrieval import contact_sheet, rank_by_head
+    from ..store import backbone_for_store
+    from ..text import encode_texts
+
     out = check_out(args.out)
     store = open_store(args.decomposition)
     shape = store.meta["shape"]

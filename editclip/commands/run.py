@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..runner import run_spec
 from ..spec import EditSpec
 
 
@@ -30,6 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..runner import run_spec
+
     spec = EditSpec.from_yaml(args.spec)
     out = Path(args.out) if args.out else Path("out") / Path(args.spec).stem
     result = run_spec(spec, out, overwrite=args.overwrite, device=args.device, cache_dir=args.cache,

@@ -6,22 +6,19 @@ import argparse
 import json
 from collections.abc import Sequence
 from pathlib import Path
-
-import numpy as np
-import torch
-from PIL import Image
-from torch import Tensor
-from tqdm.auto import tqdm
+from typing import TYPE_CHECKING
 
 from .._io import save_figure, write_json
-from ..attention_maps import attention_maps
-from ..backbone import Backbone
 from ..errors import EditclipError
 from ..names import parse_head
-from ..segmetrics import GtSegs, MaskedFolder, SegmentationMeter, SegmentationScores, load_masked_folder
-from ..spatial import class_embeddings, head_map, head_mask, heatmaps, to_image
 from ..spec import TEMPLATE_SETS
 from ._common import add_model_args, backbone_from_args
+
+if TYPE_CHECKING:
+    from torch import Tensor
+
+    from ..backbone import Backbone
+    from ..segmetrics import GtSegs, MaskedFolder, SegmentationScores
 
 METHODS = ("decomposition", "raw attention", "rollout")
 
@@ -100,6 +97,7 @@ def _check_images(paths: Sequence[str]) -> list[Path]:
 
 def _normalisation(bb: Backbone) -> tuple[Tensor, Tensor]:
     """The (mean, std) [3, 1, 1] of the model's preprocess."""
+    import torch
     from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
 
     norm = next((t for t in getattr(bb.preprocess, "transforms", []) if hasattr(t, "mean") and hasattr(t, "std")), None)
@@ -109,6 +107,9 @@ def _normalisation(bb: Backbone) -> tuple[Tensor, Tensor]:
 
 def _read_images(bb: Backbone, files: Sequence[Path]) -> tuple[Tensor, Tensor]:
     """Model inputs [N, 3, H, W] through the model's preprocess, and the same pixels for display [N, H, W, 3]."""
+    import torch
+    from PIL import Image
+
     inputs = []
     for path in files:
         try:
@@ -143,6 +144,8 @@ def _overlay_figure(image: Tensor, heatmap: Tensor, title: str) -> object:
 
 
 def run_segment(args: argparse.Namespace) -> int:
+    from ..spatial import class_embeddings, head_mask, heatmaps
+
     files = _check_images(args.image)
     bb = backbone_from_args(args)
     head_mask(bb, args.layers, args.heads)  # reject a bad selection before any work
@@ -165,6 +168,8 @@ def run_segment(args: argparse.Namespace) -> int:
 
 
 def run_headmap(args: argparse.Namespace) -> int:
+    from ..spatial import head_map
+
     files = _check_images(args.image)
     parse_head(args.head)  # the syntax, before loading the model
     bb = backbone_from_args(args)
@@ -186,6 +191,8 @@ def _open_data(path: str, split: str | None) -> tuple[GtSegs | MaskedFolder, lis
     Candidates are the model's label vocabulary, as in the paper (ImageNet's 1,000 classes: None here):
     for a folder made by ``editclip toyworld make`` every shape of the world, else world.json's classes.
     """
+    from ..segmetrics import GtSegs, load_masked_folder
+
     root = Path(path)
     if root.is_file():
         if split is not None:
@@ -205,6 +212,10 @@ def _open_data(path: str, split: str | None) -> tuple[GtSegs | MaskedFolder, lis
 def _load_pairs(bb: Backbone, ds: GtSegs | MaskedFolder, indices: range) -> tuple[Tensor, Tensor, Tensor]:
     """Images squashed to the model's size like Chefer et al. (normalised [N, 3, H, W], display [N, H, W, 3])
     and their masks resized by nearest neighbour [N, H, W] bool."""
+    import numpy as np
+    import torch
+    from PIL import Image
+
     h, w = bb.shape.image_size
     mean, std = _normalisation(bb)
     pixels, masks = [], []
@@ -217,6 +228,13 @@ def _load_pairs(bb: Backbone, ds: GtSegs | MaskedFolder, indices: range) -> tupl
 
 
 def run_eval(args: argparse.Namespace) -> int:
+    import torch
+    from tqdm.auto import tqdm
+
+    from ..attention_maps import attention_maps
+    from ..segmetrics import SegmentationMeter
+    from ..spatial import class_embeddings, head_mask, heatmaps, to_image
+
     if args.batch_size < 1 or (args.max_images is not None and args.max_images < 1) or args.examples < 0:
         raise EditclipError("--batch-size and --max-images must be >= 1 and --examples >= 0")
     ds, data_classes, kind = _open_data(args.data, args.split)

@@ -5,18 +5,17 @@ from __future__ import annotations
 import argparse
 import json
 from dataclasses import asdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .._compile import calibration_store
 from .._io import write_json
-from ..backbone import Backbone
 from ..errors import EditclipError
-from ..evaluate import zero_shot_classifier
 from ..spec import TEMPLATE_SETS
-from ..store import DecompositionStore, backbone_for_store
-from ..suggest import HeadScore, WordScore, head_scores, pick_top_k, spec_fragment, word_scores
-from ..text import encode_texts, load_pool
 from ._common import add_data_args, add_model_args, backbone_from_args, dataset_from_args
+
+if TYPE_CHECKING:
+    from ..backbone import Backbone
+    from ..store import DecompositionStore
+    from ..suggest import HeadScore, WordScore
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -64,6 +63,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..evaluate import zero_shot_classifier
+    from ..store import backbone_for_store
+    from ..suggest import head_scores, pick_top_k, spec_fragment, word_scores
+    from ..text import encode_texts, load_pool
+
     _check_args(args)
     store, bb = _store_and_backbone(args)
     need_model = bool(args.texts or args.words or args.classes)
@@ -128,6 +132,9 @@ def _check_args(args: argparse.Namespace) -> None:
 
 
 def _store_and_backbone(args: argparse.Namespace) -> tuple[DecompositionStore, Backbone | None]:
+    from .._compile import calibration_store
+    from ..store import DecompositionStore
+
     if args.store:
         return DecompositionStore.open(args.store), None
     dataset = dataset_from_args(args)
@@ -136,6 +143,8 @@ def _store_and_backbone(args: argparse.Namespace) -> tuple[DecompositionStore, B
 
 
 def _table(rows: list[HeadScore] | list[WordScore]) -> str:
+    from ..suggest import WordScore
+
     if rows and isinstance(rows[0], WordScore):
         lines = [f"{'rank':>4}  {'head':<8} {'score':>7}  texts"]
         lines += [f"{i:>4}  {r.head:<8} {r.score:7.4f}  {'; '.join(r.texts)}" for i, r in enumerate(rows, 1)]

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .._textspan import VARIANTS, head_report, store_heads, textspan, write_head_report
+from .._constants import VARIANTS
 from ..errors import EditclipError
 from ..names import parse_layers
-from ..store import DecompositionStore, backbone_for_store
-from ..text import encode_texts, load_pool
+
+if TYPE_CHECKING:
+    from ..store import DecompositionStore
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -42,6 +44,8 @@ def add_textspan_args(parser: argparse.ArgumentParser) -> None:
 
 def open_store(path: str) -> DecompositionStore:
     """Open a complete store, or say why not."""
+    from ..store import DecompositionStore
+
     store = DecompositionStore.open(path)
     if not store.complete:
         raise EditclipError(
@@ -59,6 +63,10 @@ def check_out(path: str) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
+    from .._textspan import head_report, store_heads, textspan, write_head_report
+    from ..store import backbone_for_store
+    from ..text import encode_texts, load_pool
+
     out = check_out(args.out)
     store = open_store(args.decomposition)
     layers = parse_layers(args.layers, store.meta["shape"]["layers"])

@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 from ..errors import EditclipError
-from ..evaluate import format_table
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -58,6 +57,7 @@ def run_make(args: argparse.Namespace) -> int:
 def run_train(args: argparse.Namespace) -> int:
     import torch
 
+    from ..evaluate import format_table
     from ..toyworld import CONFIG_PATH
     from ..toyworld.ship import save_run
     from ..toyworld.train import TrainConfig, train
@@ -96,6 +96,7 @@ def _check_train_out(out: Path, force: bool) -> None:
 
 def run_report(args: argparse.Namespace) -> int:
     from ..backbone import load
+    from ..evaluate import format_table
     from ..toyworld import CONFIG_PATH, WEIGHTS_PATH
     from ..toyworld.measure import measure
 
