@@ -7,6 +7,12 @@ constant ``const``. Parts sum to ``model.encode_image`` exactly.
 ``official``: the split of the paper's code, so that published numbers can be reproduced: mu/K and
 beta/K given to each of the K = 2L+1 components, the out_proj bias spread evenly over the heads (and
 over source tokens in the per-token parts), everything divided by |z|, so parts sum to z/|z|.
+
+Pooled towers (:mod:`editclip.pooling`): in ``exact`` the layer parts are direct effects through the
+pool and the pool MLP is one more part (``pool_mlp``, named ``pool.mlp``); ``const`` holds the LayerNorm
+betas and pool biases. ``official`` (attention pools) is the official SigLIP code's split: the pool's
+heads (``pool_heads`` [N, G, D], named ``pool.H{g}``), ``pool_mlp`` and the pool's out_proj bias as
+``const``, not divided by |z| (that code does not), so parts sum to z; it has no layer parts.
 """
 
 from __future__ import annotations
@@ -35,6 +41,9 @@ class Decomposition:
     norms: Tensor  # [N]  |z| of the unnormalised embedding
     convention: str = "exact"
     tokens: dict[int, Tensor] = field(default_factory=dict)  # {layer: [N, H, T, D]}
+    pool_mlp: Tensor | None = None  # [N, D]  the attention pool's MLP (pooled towers)
+    pool_heads: Tensor | None = None  # [N, G, D]  the attention pool's heads (official convention, pooled)
+    pool_tokens: Tensor | None = None  # [N, G, T, D]  pool heads per source token (official, when asked)
 
     def __post_init__(self) -> None:
         if self.convention not in CONVENTIONS:
@@ -53,7 +62,11 @@ class Decomposition:
 
     def total(self) -> Tensor:
         """[N, D] sum of all parts: ``encode_image`` (exact) or its unit-normalised version (official)."""
-        return self.embed + self.heads.sum((1, 2)) + self.mlps.sum(1) + self.biases.sum(1) + self.const
+        total = self.embed + self.heads.sum((1, 2)) + self.mlps.sum(1) + self.biases.sum(1) + self.const
+        for extra in (self.pool_mlp, None if self.pool_heads is None else self.pool_heads.sum(1)):
+            if extra is not None:
+                total = total + extra
+        return total
 
     def __getitem__(self, index: slice | Tensor | Sequence[int]) -> Decomposition:
         """The decomposition of a subset of images."""
@@ -66,6 +79,9 @@ class Decomposition:
             norms=self.norms[index],
             convention=self.convention,
             tokens={layer: t[index] for layer, t in self.tokens.items()},
+            pool_mlp=_pick(self.pool_mlp, index),
+            pool_heads=_pick(self.pool_heads, index),
+            pool_tokens=_pick(self.pool_tokens, index),
         )
 
     @staticmethod
@@ -83,7 +99,18 @@ class Decomposition:
             norms=torch.cat([p.norms for p in parts]),
             convention=first.convention,
             tokens={layer: torch.cat([p.tokens[layer] for p in parts]) for layer in first.tokens},
+            pool_mlp=_cat([p.pool_mlp for p in parts]),
+            pool_heads=_cat([p.pool_heads for p in parts]),
+            pool_tokens=_cat([p.pool_tokens for p in parts]),
         )
+
+
+def _pick(tensor: Tensor | None, index: slice | Tensor | Sequence[int]) -> Tensor | None:
+    return None if tensor is None else tensor[index]
+
+
+def _cat(tensors: list[Tensor | None]) -> Tensor | None:
+    return None if tensors[0] is None else torch.cat(tensors)
 
 
 def from_vit_output(out: VitOutput, convention: str = "exact") -> Decomposition:
@@ -92,6 +119,8 @@ def from_vit_output(out: VitOutput, convention: str = "exact") -> Decomposition:
         raise EditclipError(f"convention {convention!r} is unknown; choose one of {CONVENTIONS}")
     folded = out.folded
     norms = out.embedding.norm(dim=-1)
+    if out.readout is not None:
+        return _pooled(out, convention, norms)
     if convention == "exact":
         return Decomposition(
             heads=out.heads,
@@ -104,6 +133,29 @@ def from_vit_output(out: VitOutput, convention: str = "exact") -> Decomposition:
             tokens=dict(out.tokens),
         )
     return _official(out, norms)
+
+
+def _pooled(out: VitOutput, convention: str, norms: Tensor) -> Decomposition:
+    """A pooled tower's decomposition: parts through the pool (exact) or the official SigLIP split."""
+    if convention == "exact":
+        return Decomposition(heads=out.heads, mlps=out.mlps, embed=out.embed, biases=out.attn_bias,
+                             const=out.const, norms=norms, convention="exact", tokens=dict(out.tokens),
+                             pool_mlp=out.pool_mlp)  # fmt: skip
+    pool_heads, pool_tokens, const = out.readout.official(tokens=bool(out.tokens) or out.token_sum is not None)
+    n, dim = out.embedding.shape
+    empty = out.embedding.new_zeros(n, 0, dim)
+    return Decomposition(
+        heads=out.embedding.new_zeros(n, 0, pool_heads.shape[1], dim),
+        mlps=empty,
+        embed=torch.zeros_like(out.embedding),
+        biases=empty,
+        const=const,
+        norms=norms,
+        convention="official",
+        pool_mlp=out.readout.pool_mlp,
+        pool_heads=pool_heads,
+        pool_tokens=pool_tokens,
+    )
 
 
 def _official(out: VitOutput, norms: Tensor) -> Decomposition:

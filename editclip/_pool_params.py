@@ -11,7 +11,8 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from .errors import UnsupportedModelError
-from .pooling import AttentionPool, Norm, PooledHead
+from .pooling import AttentionPool, PooledHead
+from .tower import Norm
 
 
 def norm_of(module: nn.Module, where: str) -> Norm:
@@ -46,7 +47,7 @@ def _linear(module: nn.Module) -> tuple[Tensor, Tensor]:
 
 def timm_pooled_head(trunk: nn.Module, head: nn.Module | None, model_id: str) -> PooledHead:
     """The readout of a timm VisionTransformer trunk (``global_pool`` 'map' or 'avg') and open_clip's head."""
-    proj, proj_bias = _open_clip_head_proj(head, model_id)
+    proj, proj_bias = open_clip_head_proj(head, model_id)
     pool_kind = getattr(trunk, "global_pool", "")
     if getattr(trunk, "attn_pool", None) is not None:
         pool = trunk.attn_pool
@@ -77,7 +78,7 @@ def timm_pooled_head(trunk: nn.Module, head: nn.Module | None, model_id: str) ->
             act=module_activation(pool.mlp.act, where),
         )  # fmt: skip
         _no_fc_norm(trunk, model_id)
-        return PooledHead("attention", norm_of(trunk.norm, f"model {model_id!r}: final norm"), attention,
+        return PooledHead("attn", norm_of(trunk.norm, f"model {model_id!r}: final norm"), attention,
                           proj=proj, proj_bias=proj_bias)  # fmt: skip
     if pool_kind == "avg":
         start = 0 if getattr(trunk, "pool_include_prefix", False) else trunk.num_prefix_tokens
@@ -98,7 +99,7 @@ def _no_fc_norm(trunk: nn.Module, model_id: str) -> None:
         raise UnsupportedModelError(f"model {model_id!r}: a norm after the attention pool (fc_norm)")
 
 
-def _open_clip_head_proj(head: nn.Module | None, model_id: str) -> tuple[Tensor | None, Tensor | None]:
+def open_clip_head_proj(head: nn.Module | None, model_id: str) -> tuple[Tensor | None, Tensor | None]:
     """open_clip TimmModel.head: nothing, or one Linear ``proj`` (its ``mlp`` head is not linear)."""
     if head is None or len(list(head.children())) == 0:
         return None, None
@@ -131,4 +132,4 @@ def hf_siglip_pooled_head(vision: nn.Module, model_id: str) -> PooledHead:
         heads=attn.num_heads, norm=norm_of(head.layernorm, where), fc1_weight=fc1_weight, fc1_bias=fc1_bias,
         fc2_weight=fc2_weight, fc2_bias=fc2_bias, act=module_activation(head.mlp.activation_fn, where),
     )  # fmt: skip
-    return PooledHead("attention", norm_of(vision.post_layernorm, f"model {model_id!r}: post_layernorm"), attention)
+    return PooledHead("attn", norm_of(vision.post_layernorm, f"model {model_id!r}: post_layernorm"), attention)

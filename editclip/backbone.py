@@ -22,7 +22,7 @@ from torch import nn
 
 from . import families
 from .errors import EditclipError, UnsupportedModelError
-from .families import open_clip_vit
+from .families import open_clip_timm, open_clip_vit
 from .tower import Tower, VitShape, tower_shape
 
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -274,7 +274,10 @@ def _finish(
 
 def check_config(model_cfg: dict[str, Any], model_id: str) -> None:
     """Refuse, before building or downloading anything, open_clip configs whose image tower editclip cannot split."""
-    open_clip_vit.check_config(model_cfg, model_id)
+    if model_cfg.get("vision_cfg", {}).get("timm_model_name"):
+        open_clip_timm.check_config(model_cfg, model_id)
+    else:
+        open_clip_vit.check_config(model_cfg, model_id)
 
 
 def _check_supported(model: nn.Module, model_id: str) -> None:

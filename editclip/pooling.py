@@ -28,21 +28,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .errors import EditclipError
+from .tower import Norm, activate
 
-POOL_KINDS = ("attention", "mean")
-ACTIVATIONS = ("gelu", "gelu_tanh", "quickgelu")
-
-
-@dataclass(frozen=True)
-class Norm:
-    """A LayerNorm's parameters."""
-
-    weight: Tensor  # [W]
-    bias: Tensor  # [W]
-    eps: float
-
-    def __call__(self, x: Tensor) -> Tensor:
-        return F.layer_norm(x.float(), self.weight.shape, self.weight.float(), self.bias.float(), self.eps)
+POOL_KINDS = ("attn", "mean")
 
 
 @dataclass(frozen=True)
@@ -64,19 +52,19 @@ class AttentionPool:
     fc1_bias: Tensor
     fc2_weight: Tensor  # [W, M]
     fc2_bias: Tensor
-    act: str  # one of ACTIVATIONS
+    act: str  # one of editclip.tower.ACTIVATIONS
 
     def mlp(self, x: Tensor) -> Tensor:
-        """The pool MLP applied to ln(x)."""
-        hidden = F.linear(self.norm(x), self.fc1_weight.float(), self.fc1_bias.float())
-        return F.linear(activation(hidden, self.act), self.fc2_weight.float(), self.fc2_bias.float())
+        """The pool MLP applied to ln(x) (fp32)."""
+        hidden = F.linear(self.norm(x.float()), self.fc1_weight.float(), self.fc1_bias.float())
+        return F.linear(activate(self.act, hidden), self.fc2_weight.float(), self.fc2_bias.float())
 
 
 @dataclass(frozen=True)
 class PooledHead:
     """Everything after the last block of a pooled tower: final norm, pool, output projection."""
 
-    kind: str  # "attention" | "mean"
+    kind: str  # "attn" | "mean"
     norm: Norm  # the final LayerNorm (of each token; of the mean when norm_after_mean)
     attention: AttentionPool | None = None
     mean_start: int = 0  # mean pool: first pooled token (prefix tokens are left out)
@@ -87,7 +75,7 @@ class PooledHead:
     def __post_init__(self) -> None:
         if self.kind not in POOL_KINDS:
             raise EditclipError(f"pool kind {self.kind!r} is unknown; editclip splits {POOL_KINDS}")
-        if (self.kind == "attention") != (self.attention is not None):
+        if (self.kind == "attn") != (self.attention is not None):
             raise EditclipError("an attention-pooled head needs its AttentionPool (and a mean pool none)")
 
     def project(self, x: Tensor) -> Tensor:
@@ -97,15 +85,6 @@ class PooledHead:
     def projected_bias(self, width: int, device: torch.device) -> Tensor:
         dim = width if self.proj is None else self.proj.shape[1]
         return self.proj_bias.float() if self.proj_bias is not None else torch.zeros(dim, device=device)
-
-
-def activation(x: Tensor, kind: str) -> Tensor:
-    """GELU (exact or tanh) or QuickGELU."""
-    if kind == "quickgelu":
-        return x * torch.sigmoid(1.702 * x)
-    if kind not in ACTIVATIONS:
-        raise EditclipError(f"activation {kind!r} is not supported; editclip handles {ACTIVATIONS}")
-    return F.gelu(x, approximate="tanh" if kind == "gelu_tanh" else "none")
 
 
 @dataclass
@@ -122,6 +101,7 @@ class Readout:
     write: Tensor  # [G, k, D]
     const: Tensor  # [D]  LayerNorm betas and pool biases
     pool_mlp: Tensor | None  # [N, D]  the pool MLP's output (attention pool only)
+    share: Tensor  # [N, T]  each token's share of the read (pool weights averaged over pool heads)
     attn: Tensor | None = None  # [N, G, T]  the pool's attention weights (official convention)
     values: Tensor | None = None  # [N, G, T, k] the pool's values, biases included (official convention)
     official_const: Tensor | None = None  # [D] the pool's out_proj bias, projected (official convention)
@@ -170,23 +150,25 @@ class Readout:
         read_vals = torch.einsum("nhsk,hkgj->nhsgj", values.float(), read) * src.permute(0, 1, 3, 2)[..., None]
         return torch.einsum("nhsgj,gjd->nhsd", read_vals, self.write)
 
-    def official(self) -> tuple[Tensor, Tensor, Tensor]:
-        """The official SigLIP split: pool heads [N, G, D], per-token pool heads [N, G, T, D], constant [D].
+    def official(self, tokens: bool = False) -> tuple[Tensor, Tensor | None, Tensor]:
+        """The official SigLIP split: pool heads [N, G, D], per-token pool heads [N, G, T, D] (when
+        ``tokens``), constant [D].
 
         Each pool head's output ``sum_t a[g, t] v[g, t] Wo_g^T`` (value biases included, out_proj bias
         not); with ``pool_mlp`` and the constant (out_proj bias, projected) the parts sum to the embedding.
         """
         if self.attn is None or self.values is None:
             raise EditclipError("the official convention is defined for attention-pooled (SigLIP) towers only")
-        tokens = torch.einsum("ngt,ngtk,gkd->ngtd", self.attn, self.values, self.write)
-        return tokens.sum(2), tokens, self.official_const
+        heads = torch.einsum("ngk,gkd->ngd", torch.einsum("ngt,ngtk->ngk", self.attn, self.values), self.write)
+        per_token = torch.einsum("ngt,ngtk,gkd->ngtd", self.attn, self.values, self.write) if tokens else None
+        return heads, per_token, self.official_const
 
 
 def readout(head: PooledHead, resid: Tensor) -> Readout:
     """Pool the final residual stream ``resid`` [N, T, W] as the model does, keeping what the parts need."""
     r = resid.float()
     n, t, width = r.shape
-    gamma = head.norm.weight.float()
+    gamma, beta = _affine(head.norm, width, r.device)
     centred_gamma = torch.diag(gamma) - gamma[None, :] / width  # P diag(gamma): [W, W]
     bias = head.projected_bias(width, r.device)
     if head.kind == "mean":
@@ -206,7 +188,7 @@ def readout(head: PooledHead, resid: Tensor) -> Readout:
     w_v = pool.v_weight.float().t().reshape(width, n_heads, hd).permute(1, 0, 2)  # [G, W, hd]
     w_o = pool.out_weight.float().t().reshape(n_heads, hd, width)  # [G, hd, W]
     write = head.project(w_o)  # [G, hd, D]
-    value_const = F.linear(head.norm.bias.float(), pool.v_weight.float(), pool.v_bias.float())  # [W]
+    value_const = F.linear(beta, pool.v_weight.float(), pool.v_bias.float())  # [W]
     const = head.project(value_const @ pool.out_weight.float().t() + pool.out_bias.float()) + bias
     return Readout(
         embedding=head.project(x + mlp) + bias,
@@ -215,10 +197,18 @@ def readout(head: PooledHead, resid: Tensor) -> Readout:
         write=write,
         const=const,
         pool_mlp=head.project(mlp),
+        share=attn.mean(1),
         attn=attn,
         values=v,
         official_const=head.project(pool.out_bias.float()) + bias,
     )
+
+
+def _affine(norm: Norm, width: int, device: torch.device) -> tuple[Tensor, Tensor]:
+    """A LayerNorm's (gamma, beta) in fp32, ones / zeros where it has none."""
+    gamma = norm.weight.float() if norm.weight is not None else torch.ones(width, device=device)
+    beta = norm.bias.float() if norm.bias is not None else torch.zeros(width, device=device)
+    return gamma, beta
 
 
 def _mean_readout(head: PooledHead, r: Tensor, centred_gamma: Tensor, bias: Tensor) -> Readout:
@@ -242,6 +232,22 @@ def _mean_readout(head: PooledHead, r: Tensor, centred_gamma: Tensor, bias: Tens
         weights=(mask[None, :] / sigma)[:, None, :],
         read=centred_gamma[None],
         write=head.project(eye)[None],
-        const=head.project(head.norm.bias.float()) + bias,
+        const=head.project(_affine(head.norm, width, r.device)[1]) + bias,
         pool_mlp=None,
+        share=mask.expand(r.shape[0], t),
     )
+
+
+def linear_map(head: PooledHead, width: int, device: torch.device) -> tuple[Tensor, Tensor]:
+    """(L [W, D], offset [D]): the pool's map of a post-LayerNorm token it reads, ``y @ L + offset``.
+
+    For the attention pool this spreads the attention evenly over the pool heads (a summary for the
+    weights target, not the per-image split); for the mean pool it is the projection itself.
+    """
+    bias = head.projected_bias(width, device)
+    if head.kind == "mean":
+        return head.project(torch.eye(width, device=device)), bias
+    pool = head.attention
+    value_out = pool.v_weight.float().t() @ pool.out_weight.float().t()  # [W, W]
+    offset = head.project(pool.v_bias.float() @ pool.out_weight.float().t() + pool.out_bias.float())
+    return head.project(value_out), offset + bias

@@ -11,7 +11,7 @@ of it records them as the model's parameters. :mod:`editclip.vit` is written onc
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -19,8 +19,11 @@ from torch import Tensor, nn
 
 from .errors import UnsupportedModelError
 
+if TYPE_CHECKING:
+    from .pooling import PooledHead
+
 ACTIVATIONS = ("gelu", "gelu_tanh", "quickgelu")
-POOLS = ("cls",)  # what vit.run implements; "attn" and "mean" towers are described but refused until then
+POOLS = ("cls", "attn", "mean")  # the class token; an attention pool (SigLIP); the mean over tokens
 
 
 @dataclass
@@ -103,18 +106,24 @@ class Tower:
     image_size: tuple[int, int]
     patch_weight: Tensor  # [W, 3, ph, pw]
     patch_bias: Tensor | None
-    class_embedding: Tensor  # [W]
-    pos_embedding: Tensor  # [T, W]
+    class_embedding: Tensor | None  # [W]; None for towers without a class token (SigLIP)
+    pos_embedding: Tensor  # [T, W] (zero rows where a family adds none, e.g. on timm's prefix tokens)
     ln_pre: Norm | None
     blocks: list[Block]
     ln_post: Norm
     proj: Tensor | None  # [W, D] (row-vector convention: z = ln_post(x) @ proj)
     pool: str = "cls"
+    readout: PooledHead | None = None  # the pool of "attn" and "mean" towers (its norm is ln_post, its proj proj)
     extras: dict[str, Any] = field(default_factory=dict)  # family-specific facts an adapter wants recorded
 
     @property
     def width(self) -> int:
-        return self.class_embedding.shape[-1]
+        return self.patch_weight.shape[0]
+
+    @property
+    def prefix_tokens(self) -> int:
+        """Tokens before the patch tokens (the class token)."""
+        return 0 if self.class_embedding is None else 1
 
     @property
     def patch_size(self) -> tuple[int, int]:
@@ -132,8 +141,10 @@ class Tower:
         """Tokens [N, T, W] after patch, class and positional embeddings and ln_pre."""
         x = F.conv2d(images.to(self.patch_weight.dtype), self.patch_weight, self.patch_bias, stride=self.patch_size)
         x = x.flatten(2).transpose(1, 2)  # [N, grid*grid, W]
-        cls = self.class_embedding.to(x.dtype).expand(x.shape[0], 1, -1)
-        x = torch.cat([cls, x], dim=1) + self.pos_embedding.to(x.dtype)
+        if self.class_embedding is not None:
+            cls = self.class_embedding.to(x.dtype).expand(x.shape[0], 1, -1)
+            x = torch.cat([cls, x], dim=1)
+        x = x + self.pos_embedding.to(x.dtype)
         return self.ln_pre(x) if self.ln_pre is not None else x
 
     def head(self, pooled: Tensor) -> Tensor:
@@ -166,6 +177,7 @@ class VitShape:
     pool: str
     act: str
     layer_scale: bool
+    prefix_tokens: int = 1  # tokens before the patch grid (1: the class token; 0: SigLIP)
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-friendly form."""
@@ -178,9 +190,9 @@ def tower_shape(tower: Tower, model_id: str = "model") -> VitShape:
     heads, width = first.heads, tower.width
     if width % heads:
         raise UnsupportedModelError(f"model {model_id!r}: width {width} is not divisible by {heads} heads")
-    if tower.pool not in POOLS:
+    if tower.pool not in POOLS or (tower.pool != "cls") != (tower.readout is not None):
         raise UnsupportedModelError(
-            f"model {model_id!r}: the image tower pools with {tower.pool!r}, not the class token"
+            f"model {model_id!r}: the image tower pools with {tower.pool!r}; editclip splits {', '.join(POOLS)}"
         )
     for i, block in enumerate(tower.blocks):
         if block.act not in ACTIVATIONS:
@@ -201,8 +213,9 @@ def tower_shape(tower: Tower, model_id: str = "model") -> VitShape:
         image_size=tuple(tower.image_size),
         patch_size=tower.patch_size,
         grid=grid,
-        n_tokens=1 + grid[0] * grid[1],
+        n_tokens=tower.prefix_tokens + grid[0] * grid[1],
         pool=tower.pool,
         act=first.act,
         layer_scale=any(b.ls_1 is not None or b.ls_2 is not None for b in tower.blocks),
+        prefix_tokens=tower.prefix_tokens,
     )

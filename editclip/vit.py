@@ -26,7 +26,9 @@ from torch import Tensor, nn
 
 from .errors import EditclipError
 from .families import describe
+from .pooling import Readout, linear_map
 from .tower import Tower
+from .vit_pooled import run_pooled
 
 
 @dataclass
@@ -69,6 +71,9 @@ class VitOutput:
     head_outputs: Tensor | None = None  # [N, L, H, hd]  raw CLS attention outputs before out_proj (cls_raw)
     mlp_outputs: Tensor | None = None  # [N, L, W]  raw CLS MLP outputs in the residual stream (cls_raw)
     folded: FoldedWeights | None = None
+    pool_mlp: Tensor | None = None  # [N, D]  the pool MLP's part (attention-pooled towers)
+    const: Tensor | None = None  # [D]  the readout's constant term (pooled towers)
+    readout: Readout | None = None  # the pooled readout of this batch (pooled towers), for the official split
 
 
 _FOLD_CACHE: weakref.WeakKeyDictionary[nn.Module, FoldedWeights] = weakref.WeakKeyDictionary()
@@ -88,10 +93,13 @@ def fold_weights(tower: Tower | nn.Module) -> FoldedWeights:
     if cached is not None and cached.versions == versions:
         return cached
     width = tower.width
-    device = tower.class_embedding.device
+    device = tower.patch_weight.device
     gamma = _or_ones(tower.ln_post.weight, width, device)
     beta = tower.ln_post.bias.detach().float() if tower.ln_post.bias is not None else torch.zeros(width, device=device)
     proj = tower.proj.detach().float() if tower.proj is not None else torch.eye(width, device=device)
+    offset = torch.zeros(proj.shape[1], device=device)
+    if tower.readout is not None:  # the pool's linear map of a token it reads (attention spread evenly)
+        proj, offset = linear_map(tower.readout, width, device)
     centred = proj * gamma[:, None]
     G = centred - centred.mean(dim=0, keepdim=True)  # P diag(gamma) proj, P = I - 11^T / W
     head_maps, head_mean_vecs, biases = [], [], []
@@ -106,7 +114,7 @@ def fold_weights(tower: Tower | nn.Module) -> FoldedWeights:
     folded = FoldedWeights(
         G=G,
         g=gamma @ proj,
-        b=beta @ proj,
+        b=beta @ proj + offset,
         head_maps=head_maps,
         head_mean_vecs=head_mean_vecs,
         attn_bias=torch.stack(biases),
@@ -169,6 +177,10 @@ def run(
     x = embed(tower, images)
     n, t, width = x.shape
     out = VitOutput(embedding=torch.empty(0))
+    if tower.pool != "cls":
+        run_pooled(tower, x, out, folded, parts=parts, token_layers=token_layers, token_reduce=token_reduce,
+                   token_head_mask=token_head_mask, cls_raw=cls_raw)  # fmt: skip
+        return out
     if parts:
         out.embed = x[:, 0].float() @ folded.G
         out.embed_mean = x[:, 0].float().mean(-1)

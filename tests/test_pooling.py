@@ -121,7 +121,7 @@ def test_official_split_equals_transcription() -> None:
     ref = official_siglip(vision, images)
     stream = naive_stream(vision, images)
     r = readout(hf_siglip_pooled_head(vision, "tiny-hf-siglip"), stream["final"])
-    pool_heads, pool_tokens, const = r.official()
+    pool_heads, pool_tokens, const = r.official(tokens=True)
     assert (pool_heads - ref["attn_results"]).abs().max() <= TOL
     assert (pool_tokens - ref["attn_spatial"].permute(0, 2, 1, 3)).abs().max() <= TOL
     assert (r.pool_mlp - ref["mlp_results"]).abs().max() <= TOL

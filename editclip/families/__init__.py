@@ -17,9 +17,9 @@ from torch import Tensor, nn
 
 from ..errors import UnsupportedModelError
 from ..tower import Tower
-from . import open_clip_vit
+from . import open_clip_timm, open_clip_vit
 
-FAMILIES: tuple[ModuleType, ...] = (open_clip_vit,)
+FAMILIES: tuple[ModuleType, ...] = (open_clip_timm, open_clip_vit)  # first owner wins
 
 
 def family_of(model: nn.Module) -> ModuleType:
