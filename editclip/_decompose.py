@@ -26,7 +26,9 @@ from torch import Tensor
 from ._constants import CONVENTIONS
 from .backbone import Backbone
 from .errors import EditclipError
-from .vit import VitOutput, run
+from .pooling import official_const
+from .tower import Tower
+from .vit import VitOutput, fold_weights, run
 
 
 @dataclass
@@ -201,6 +203,16 @@ def _official(out: VitOutput, norms: Tensor) -> Decomposition:
         convention="official",
         tokens=tokens,
     )
+
+
+def constant_term(tower: Tower, convention: str) -> Tensor:
+    """The image-independent term ``const`` [D] of a decomposition in ``convention``."""
+    folded = fold_weights(tower)
+    if convention == "exact":
+        return folded.b
+    if tower.readout is None:
+        return torch.zeros_like(folded.b)  # spread over the parts in the official convention
+    return official_const(tower.readout, tower.width, folded.b.device)
 
 
 def decompose(

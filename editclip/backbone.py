@@ -138,7 +138,26 @@ def load(
     except RuntimeError as err:
         raise EditclipError(f"could not load {name!r} with pretrained={pretrained!r}: {err}") from err
     _check_supported(model, name)
-    return _finish(model, open_clip.get_tokenizer(name), name, pretrained, {"name": name, "pretrained": pretrained})
+    return _finish(model, _LazyTokenizer(name), name, pretrained, {"name": name, "pretrained": pretrained})
+
+
+class _LazyTokenizer:
+    """open_clip's tokenizer of a built-in model, made on first use: SigLIP's is a Hugging Face tokenizer
+    that may need a download, which image-only work (decompose, bench) should not wait for."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._tokenizer: Callable[..., torch.Tensor] | None = None
+
+    def __call__(self, texts: list[str], *args: Any, **kwargs: Any) -> torch.Tensor:
+        if self._tokenizer is None:
+            import open_clip
+
+            try:
+                self._tokenizer = open_clip.get_tokenizer(self.name)
+            except OSError as err:
+                raise EditclipError(f"the tokenizer of {self.name!r} could not be loaded: {err}") from err
+        return self._tokenizer(texts, *args, **kwargs)
 
 
 def _some_models() -> str:

@@ -56,7 +56,8 @@ class AttentionPool:
 
     def mlp(self, x: Tensor) -> Tensor:
         """The pool MLP applied to ln(x) (fp32)."""
-        hidden = F.linear(self.norm(x.float()), self.fc1_weight.float(), self.fc1_bias.float())
+        hidden = F.linear(layer_norm(x, self.norm, self.fc1_weight.shape[1]), self.fc1_weight.float(),
+                          self.fc1_bias.float())  # fmt: skip
         return F.linear(activate(self.act, hidden), self.fc2_weight.float(), self.fc2_bias.float())
 
 
@@ -167,14 +168,15 @@ class Readout:
 def readout(head: PooledHead, resid: Tensor) -> Readout:
     """Pool the final residual stream ``resid`` [N, T, W] as the model does, keeping what the parts need."""
     r = resid.float()
-    n, t, width = r.shape
+    n, t = r.shape[:2]
+    width = head.norm.weight.shape[0] if head.norm.weight is not None else r.shape[-1]  # static in a trace
     gamma, beta = _affine(head.norm, width, r.device)
-    centred_gamma = torch.diag(gamma) - gamma[None, :] / width  # P diag(gamma): [W, W]
+    centred_gamma = torch.eye(width, device=r.device) * gamma - gamma / width  # P diag(gamma): [W, W]
     bias = head.projected_bias(width, r.device)
     if head.kind == "mean":
         return _mean_readout(head, r, centred_gamma, bias)
     pool = head.attention
-    y = head.norm(r)
+    y = layer_norm(r, head.norm, width)
     n_heads = pool.heads
     hd = width // n_heads
     q = F.linear(pool.probe.float(), pool.q_weight.float(), pool.q_bias.float()).view(n_heads, 1, hd)
@@ -193,15 +195,27 @@ def readout(head: PooledHead, resid: Tensor) -> Readout:
     return Readout(
         embedding=head.project(x + mlp) + bias,
         weights=attn / sigma[:, None, :],
-        read=torch.einsum("wu,guk->gwk", centred_gamma, w_v),
+        read=_centre(gamma[None, :, None] * w_v),  # P diag(gamma) Wv_g^T
         write=write,
         const=const,
         pool_mlp=head.project(mlp),
         share=attn.mean(1),
         attn=attn,
         values=v,
-        official_const=head.project(pool.out_bias.float()) + bias,
+        official_const=official_const(head, width, r.device),
     )
+
+
+def _centre(m: Tensor) -> Tensor:
+    """P m: each column of ``m`` [..., W, k] minus its mean over the width."""
+    return m - m.mean(dim=-2, keepdim=True)
+
+
+def layer_norm(x: Tensor, norm: Norm, width: int) -> Tensor:
+    """LayerNorm in fp32 over a width known from the weights (so an ONNX trace keeps it static)."""
+    weight = norm.weight.float() if norm.weight is not None else None
+    bias = norm.bias.float() if norm.bias is not None else None
+    return F.layer_norm(x.float(), (width,), weight, bias, norm.eps)
 
 
 def _affine(norm: Norm, width: int, device: torch.device) -> tuple[Tensor, Tensor]:
@@ -212,7 +226,7 @@ def _affine(norm: Norm, width: int, device: torch.device) -> tuple[Tensor, Tenso
 
 
 def _mean_readout(head: PooledHead, r: Tensor, centred_gamma: Tensor, bias: Tensor) -> Readout:
-    t, width = r.shape[1:]
+    t, width = r.shape[1], centred_gamma.shape[0]
     start = head.mean_start
     if not 0 <= start < t:
         raise EditclipError(f"mean pool start {start} is out of range for {t} tokens")
@@ -221,10 +235,10 @@ def _mean_readout(head: PooledHead, r: Tensor, centred_gamma: Tensor, bias: Tens
     mask[start:] = 1.0 / count
     if head.norm_after_mean:
         pooled = r[:, start:].mean(1)
-        embedding = head.project(head.norm(pooled))
+        embedding = head.project(layer_norm(pooled, head.norm, width))
         sigma = torch.sqrt(pooled.var(-1, unbiased=False) + head.norm.eps)[:, None]  # [N, 1]
     else:
-        embedding = head.project(head.norm(r[:, start:]).mean(1))
+        embedding = head.project(layer_norm(r[:, start:], head.norm, width).mean(1))
         sigma = torch.sqrt(r.var(-1, unbiased=False) + head.norm.eps)  # [N, T]
     eye = torch.eye(width, device=r.device)
     return Readout(
@@ -236,6 +250,13 @@ def _mean_readout(head: PooledHead, r: Tensor, centred_gamma: Tensor, bias: Tens
         pool_mlp=None,
         share=mask.expand(r.shape[0], t),
     )
+
+
+def official_const(head: PooledHead, width: int, device: torch.device) -> Tensor:
+    """[D] the constant of the official SigLIP split: the pool's out_proj bias (projected, with the proj bias)."""
+    if head.attention is None:
+        raise EditclipError("the official convention is defined for attention-pooled (SigLIP) towers only")
+    return head.project(head.attention.out_bias.float()) + head.projected_bias(width, device)
 
 
 def linear_map(head: PooledHead, width: int, device: torch.device) -> tuple[Tensor, Tensor]:

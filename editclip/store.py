@@ -29,16 +29,17 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from ._decompose import Decomposition, from_vit_output
+from ._decompose import Decomposition, constant_term, from_vit_output
 from ._io import atomic_path, write_json
 from .backbone import Backbone
 from .backbone import load as load_model
 from .data import ImageDataset
 from .errors import EditclipError
-from .vit import fold_weights, run
+from .vit import run
 
 FORMAT_VERSION = 1
 PART_FIELDS = ("heads", "mlps", "embed", "biases", "norms", "embedding")
+POOL_FIELDS = ("pool_mlp", "pool_heads", "pool_tokens")  # pooled towers (pool_heads, pool_tokens: official)
 _NP_DTYPES = {"F32": np.float32, "F16": np.float16, "I64": np.int64}
 # Fields that must agree for a run to continue an existing store.
 _RESUME_KEYS = ("fingerprint", "convention", "dataset", "count", "ids", "chunk_size", "token_layers", "dtype")
@@ -172,6 +173,7 @@ class DecompositionStore:
             "embedding": embedding,
         }
         tensors.update({f"tokens_L{layer}": t for layer, t in d.tokens.items()})
+        tensors.update({name: t for name in POOL_FIELDS if (t := getattr(d, name)) is not None})
         tensors = {k: v.detach().to("cpu", dtype).contiguous() for k, v in tensors.items()}
         with atomic_path(self.chunk_path(index)) as tmp:
             save_file(tensors, str(tmp))
@@ -253,7 +255,13 @@ class DecompositionStore:
             norms=self.read("norms", rows=rows),
             convention=self.convention,
             tokens={layer: self.read(f"tokens_L{layer}", rows=rows) for layer in token_layers},
+            **{name: self.read(name, rows=rows) for name in POOL_FIELDS if self.has_field(name)},
         )
+
+    def has_field(self, name: str) -> bool:
+        """Whether the chunks hold ``name`` (the pool fields exist for pooled towers only)."""
+        self._require_complete()
+        return name in _mmap_safetensors(self.chunk_path(0))
 
     def describe(self) -> dict[str, Any]:
         """Provenance for reports: model, fingerprint, dataset, split, count, convention."""
@@ -347,8 +355,7 @@ def decompose_dataset(
         "columns": {k: v.tolist() for k, v in dataset.columns.items()},
         "train_group_counts": _train_counts(dataset),
     }
-    const = fold_weights(bb.tower).b  # ln_post beta @ proj; spread over the parts in the official convention
-    store = DecompositionStore.create_or_resume(out, meta, const if convention == "exact" else torch.zeros_like(const))
+    store = DecompositionStore.create_or_resume(out, meta, constant_term(bb.tower, convention))
     todo = [i for i in store.missing_chunks() if i % shard[1] == shard[0]]
     images = dataset.with_transform(bb.preprocess)
     progress = tqdm(total=sum(len(store.chunk_range(i)) for i in todo), desc="decompose", unit="img")

@@ -40,7 +40,7 @@ def run_decompose(args: argparse.Namespace) -> int:
     token_layers = parse_layers(args.token_layers, bb.shape.layers)
     variants = {
         "open_clip encode_image": lambda: bb.encode_image(images),
-        "decompose: CLS parts": lambda: run_vit(bb.tower, images),
+        f"decompose: {'CLS' if bb.shape.pool == 'cls' else 'pooled'} parts": lambda: run_vit(bb.tower, images),
         f"decompose: + tokens of {len(token_layers)} layers": lambda: run_vit(
             bb.tower, images, token_layers=token_layers
         ),
