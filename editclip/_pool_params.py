@@ -20,7 +20,7 @@ def norm_of(module: nn.Module, where: str) -> Norm:
     weight, bias = getattr(module, "weight", None), getattr(module, "bias", None)
     if not isinstance(module, nn.LayerNorm) or weight is None or bias is None:
         raise UnsupportedModelError(f"{where}: {type(module).__name__} is not an affine LayerNorm")
-    return Norm(weight.detach(), bias.detach(), module.eps)
+    return Norm(weight, bias, module.eps, weight.shape[0])
 
 
 def module_activation(module: nn.Module, where: str) -> str:
@@ -40,8 +40,8 @@ def module_activation(module: nn.Module, where: str) -> str:
 
 
 def _linear(module: nn.Module) -> tuple[Tensor, Tensor]:
-    weight = module.weight.detach()
-    bias = module.bias.detach() if module.bias is not None else weight.new_zeros(weight.shape[0])
+    weight = module.weight
+    bias = module.bias if module.bias is not None else weight.new_zeros(weight.shape[0])
     return weight, bias
 
 
@@ -71,7 +71,7 @@ def timm_pooled_head(trunk: nn.Module, head: nn.Module | None, model_id: str) ->
         fc1_weight, fc1_bias = _linear(pool.mlp.fc1)
         fc2_weight, fc2_bias = _linear(pool.mlp.fc2)
         attention = AttentionPool(
-            probe=pool.latent.detach().reshape(-1), q_weight=q_weight, q_bias=q_bias,
+            probe=pool.latent.reshape(-1), q_weight=q_weight, q_bias=q_bias,
             k_weight=kv_weight[:width], k_bias=kv_bias[:width], v_weight=kv_weight[width:], v_bias=kv_bias[width:],
             out_weight=out_weight, out_bias=out_bias, heads=pool.num_heads, norm=norm_of(pool.norm, where),
             fc1_weight=fc1_weight, fc1_bias=fc1_bias, fc2_weight=fc2_weight, fc2_bias=fc2_bias,
@@ -108,8 +108,8 @@ def open_clip_head_proj(head: nn.Module | None, model_id: str) -> tuple[Tensor |
         raise UnsupportedModelError(
             f"model {model_id!r}: open_clip timm head {sorted(names)} is not a linear projection"
         )
-    weight, bias = head.proj.weight.detach(), head.proj.bias
-    return weight.t(), bias.detach() if bias is not None else None
+    weight, bias = head.proj.weight, head.proj.bias
+    return weight.t(), bias if bias is not None else None
 
 
 def hf_siglip_pooled_head(vision: nn.Module, model_id: str) -> PooledHead:
@@ -120,13 +120,13 @@ def hf_siglip_pooled_head(vision: nn.Module, model_id: str) -> PooledHead:
     where = f"model {model_id!r}: pooling head"
     attn = head.attention
     width = attn.embed_dim
-    in_w = attn.in_proj_weight.detach()
-    in_b = attn.in_proj_bias.detach() if attn.in_proj_bias is not None else in_w.new_zeros(3 * width)
+    in_w = attn.in_proj_weight
+    in_b = attn.in_proj_bias if attn.in_proj_bias is not None else in_w.new_zeros(3 * width)
     out_weight, out_bias = _linear(attn.out_proj)
     fc1_weight, fc1_bias = _linear(head.mlp.fc1)
     fc2_weight, fc2_bias = _linear(head.mlp.fc2)
     attention = AttentionPool(
-        probe=head.probe.detach().reshape(-1),
+        probe=head.probe.reshape(-1),
         q_weight=in_w[:width], q_bias=in_b[:width], k_weight=in_w[width : 2 * width], k_bias=in_b[width : 2 * width],
         v_weight=in_w[2 * width :], v_bias=in_b[2 * width :], out_weight=out_weight, out_bias=out_bias,
         heads=attn.num_heads, norm=norm_of(head.layernorm, where), fc1_weight=fc1_weight, fc1_bias=fc1_bias,

@@ -56,7 +56,7 @@ class AttentionPool:
 
     def mlp(self, x: Tensor) -> Tensor:
         """The pool MLP applied to ln(x) (fp32)."""
-        hidden = F.linear(layer_norm(x, self.norm, self.fc1_weight.shape[1]), self.fc1_weight.float(),
+        hidden = F.linear(self.norm(x.float()), self.fc1_weight.float(),
                           self.fc1_bias.float())  # fmt: skip
         return F.linear(activate(self.act, hidden), self.fc2_weight.float(), self.fc2_bias.float())
 
@@ -169,14 +169,14 @@ def readout(head: PooledHead, resid: Tensor) -> Readout:
     """Pool the final residual stream ``resid`` [N, T, W] as the model does, keeping what the parts need."""
     r = resid.float()
     n, t = r.shape[:2]
-    width = head.norm.weight.shape[0] if head.norm.weight is not None else r.shape[-1]  # static in a trace
+    width = head.norm.width  # static in an ONNX trace
     gamma, beta = _affine(head.norm, width, r.device)
     centred_gamma = torch.eye(width, device=r.device) * gamma - gamma / width  # P diag(gamma): [W, W]
     bias = head.projected_bias(width, r.device)
     if head.kind == "mean":
         return _mean_readout(head, r, centred_gamma, bias)
     pool = head.attention
-    y = layer_norm(r, head.norm, width)
+    y = head.norm(r)
     n_heads = pool.heads
     hd = width // n_heads
     q = F.linear(pool.probe.float(), pool.q_weight.float(), pool.q_bias.float()).view(n_heads, 1, hd)
@@ -211,13 +211,6 @@ def _centre(m: Tensor) -> Tensor:
     return m - m.mean(dim=-2, keepdim=True)
 
 
-def layer_norm(x: Tensor, norm: Norm, width: int) -> Tensor:
-    """LayerNorm in fp32 over a width known from the weights (so an ONNX trace keeps it static)."""
-    weight = norm.weight.float() if norm.weight is not None else None
-    bias = norm.bias.float() if norm.bias is not None else None
-    return F.layer_norm(x.float(), (width,), weight, bias, norm.eps)
-
-
 def _affine(norm: Norm, width: int, device: torch.device) -> tuple[Tensor, Tensor]:
     """A LayerNorm's (gamma, beta) in fp32, ones / zeros where it has none."""
     gamma = norm.weight.float() if norm.weight is not None else torch.ones(width, device=device)
@@ -235,10 +228,10 @@ def _mean_readout(head: PooledHead, r: Tensor, centred_gamma: Tensor, bias: Tens
     mask[start:] = 1.0 / count
     if head.norm_after_mean:
         pooled = r[:, start:].mean(1)
-        embedding = head.project(layer_norm(pooled, head.norm, width))
+        embedding = head.project(head.norm(pooled))
         sigma = torch.sqrt(pooled.var(-1, unbiased=False) + head.norm.eps)[:, None]  # [N, 1]
     else:
-        embedding = head.project(layer_norm(r[:, start:], head.norm, width).mean(1))
+        embedding = head.project(head.norm(r[:, start:]).mean(1))
         sigma = torch.sqrt(r.var(-1, unbiased=False) + head.norm.eps)  # [N, T]
     eye = torch.eye(width, device=r.device)
     return Readout(
