@@ -60,12 +60,19 @@ def _images(n: int = 3) -> torch.Tensor:
     return torch.randn(n, 3, 32, 32, generator=torch.Generator().manual_seed(2))
 
 
+def open_clip_avg_config(**vision: object) -> dict:
+    base = {"image_size": 32, "layers": 2, "width": 64, "patch_size": 8, "head_width": 16, "pool_type": "avg"}
+    return {"embed_dim": 48, "vision_cfg": {**base, **vision}, "text_cfg": TEXT}
+
+
 CASES = {
     "siglip": timm_config("editclip_test_siglip", "map"),
     "siglip-tanh-proj": timm_config("editclip_test_siglip_tanh", "map", proj="linear", embed_dim=48),
     "siglip-gap": timm_config("editclip_test_siglip_gap", "avg"),
     "vit-avg-fc-norm": timm_config("editclip_test_vit_avg", "avg", proj="linear", embed_dim=48),
     "vit-token": timm_config("editclip_test_vit_token", "token", proj="linear", embed_dim=48),
+    "open-clip-avg": open_clip_avg_config(ls_init_value=0.5),  # LayerNorm on each token, then the mean
+    "open-clip-clipa": open_clip_avg_config(no_ln_pre=True, final_ln_after_pool=True),  # LayerNorm of the mean
 }
 
 

@@ -104,7 +104,7 @@ def test_decompose_command(tiny_files, tiny_waterbirds: Path, tmp_path: Path, ca
         (["--model", "ViT-Nope"], "unknown open_clip model 'ViT-Nope'"),
         (["--model", "RN50"], "'RN50': the image tower is a ResNet"),
         (["--model", "coca_ViT-B-32"], "CoCa models have an attention-pooled image tower"),
-        (["--model", "ViT-B-16-SigLIP"], "timm model"),
+        (["--model", "EVA02-B-16"], "EVA towers (timm Eva: rotary position embeddings, SwiGLU MLPs)"),
         (["--model", "ViT-B-32", "--token-layers", "L40"], "layer 40 is out of range; this model has layers 0..11"),
         (["--model", "ViT-B-32", "--split", "holdout"], "split 'holdout' is unknown"),
         (["--model", "ViT-B-32", "--batch-size", "0"], "--batch-size and --chunk-size must be positive"),

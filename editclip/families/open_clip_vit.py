@@ -14,6 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import UnsupportedModelError
+from ..pooling import PooledHead
 from ..tower import Block, Norm, Tower
 
 NAME = "open_clip"
@@ -79,9 +80,9 @@ def check_config(model_cfg: dict[str, Any], model_id: str) -> None:
         )
     if vision.get("attentional_pool"):
         raise UnsupportedModelError(f"model {model_id!r}: the image tower is attention-pooled, not CLS-pooled")
-    if vision.get("pool_type", "tok") != "tok":
+    if vision.get("pool_type", "tok") not in ("tok", "avg"):
         raise UnsupportedModelError(
-            f"model {model_id!r}: the image tower pools with {vision['pool_type']!r}, not the class token"
+            f"model {model_id!r}: the image tower pools with {vision['pool_type']!r}; editclip splits 'tok' and 'avg'"
         )
     for key, reason in _CFG_REASONS.items():
         if vision.get(key):
@@ -106,9 +107,9 @@ def check(model: nn.Module, model_id: str) -> None:
         )
     if getattr(visual, "attn_pool", None) is not None:
         raise UnsupportedModelError(f"model {model_id!r}: the image tower is attention-pooled, not CLS-pooled")
-    if getattr(visual, "pool_type", "tok") != "tok":
+    if getattr(visual, "pool_type", "tok") not in ("tok", "avg"):
         raise UnsupportedModelError(
-            f"model {model_id!r}: the image tower pools with {visual.pool_type!r}, not the class token"
+            f"model {model_id!r}: the image tower pools with {visual.pool_type!r}; editclip splits 'tok' and 'avg'"
         )
     for i, block in enumerate(visual.transformer.resblocks):
         names = {n for n, _ in block.named_parameters()}
@@ -157,6 +158,10 @@ def describe(model: nn.Module) -> Tower:
             )
         )
     size = visual.image_size
+    ln_post, readout = _norm(visual, p, "ln_post"), None
+    if getattr(visual, "pool_type", "tok") == "avg":  # the mean of the patch tokens (the class token left out)
+        readout = PooledHead("mean", ln_post, mean_start=1, norm_after_mean=bool(visual.final_ln_after_pool),
+                             proj=p.get("proj"))  # fmt: skip
     return Tower(
         family=NAME,
         module=visual,
@@ -167,9 +172,10 @@ def describe(model: nn.Module) -> Tower:
         pos_embedding=p["positional_embedding"],
         ln_pre=_norm(visual, p, "ln_pre") if isinstance(visual.ln_pre, nn.LayerNorm) else None,
         blocks=blocks,
-        ln_post=_norm(visual, p, "ln_post"),
+        ln_post=ln_post,
         proj=p.get("proj"),
-        pool="cls",
+        pool="cls" if readout is None else "mean",
+        readout=readout,
     )
 
 
