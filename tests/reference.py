@@ -1,11 +1,13 @@
 """Independent, deliberately naive transcriptions used as references by the tests.
 
 `naive_components` materialises the full attention matrices head by head (what the official code's
-hooks see); `official_parts` applies the official code's post-LN split to them literally.
+hooks see); `official_parts` applies the official code's post-LN split to them literally;
+`official_reference` and `paper_reference` are TextSpan as the official code and the paper state it.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -95,3 +97,48 @@ def exact_parts(visual: torch.nn.Module, images: torch.Tensor) -> dict[str, torc
         heads_no_bias[:, layer] -= biases[-1] / heads_no_bias.shape[2]
     bias = torch.stack(biases)[None].expand(final.shape[0], -1, -1)
     return {"embed": out(comp["embed"]), "mlps": out(comp["mlps"]), "heads": out(heads_no_bias), "biases": out(bias)}
+
+
+def official_reference(data: np.ndarray, text_features: np.ndarray, iters: int, rank: int):
+    """The official ``replace_with_iterative_removal`` (clip_text_span), transcribed in numpy.
+
+    Returns the chosen text indices and the reconstruction of `data`.
+    """
+    _, _, vh = np.linalg.svd(data, full_matrices=False)
+    vh = vh[:rank]
+    text_features = vh.T.dot(np.linalg.inv(vh.dot(vh.T)).dot(vh)).dot(text_features.T).T
+    mean_data = data.mean(axis=0, keepdims=True)
+    data = data - mean_data
+    reconstruct = np.repeat(mean_data, data.shape[0], axis=0)
+    results = []
+    for _ in range(iters):
+        projection = data @ text_features.T
+        top_n = int(np.argmax(projection.std(axis=0)))
+        results.append(top_n)
+        text_norm = text_features[top_n] @ text_features[top_n].T
+        removed = (data @ text_features[top_n] / text_norm)[:, None] * text_features[top_n][None, :]
+        reconstruct += removed
+        data = data - removed
+        text_features = (
+            text_features
+            - (text_features @ text_features[top_n] / text_norm)[:, None] * text_features[top_n][None, :]
+        )
+    return results, reconstruct
+
+
+def paper_reference(data: np.ndarray, texts: np.ndarray, iters: int):
+    """Algorithm 1 as the paper states it (docs/method.md section 3), texts renormalised after each deflation."""
+    data = data - data.mean(axis=0, keepdims=True)
+    texts = texts / np.linalg.norm(texts, axis=1, keepdims=True)
+    results = []
+    for _ in range(iters):
+        variance = (data @ texts.T).var(axis=0)
+        variance[results] = -np.inf
+        top = int(np.argmax(variance))
+        results.append(top)
+        t = texts[top] / np.linalg.norm(texts[top])
+        data = data - np.outer(data @ t, t)
+        texts = texts - np.outer(texts @ t, t)
+        norms = np.linalg.norm(texts, axis=1, keepdims=True)
+        texts = np.divide(texts, norms, out=np.zeros_like(texts), where=norms > 1e-9)
+    return results

@@ -5,54 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from reference import official_reference, paper_reference
 
 from editclip._textspan import textspan
 from editclip.errors import EditclipError
-
-
-def official_reference(data: np.ndarray, text_features: np.ndarray, iters: int, rank: int):
-    """The official ``replace_with_iterative_removal`` (clip_text_span), transcribed in numpy.
-
-    Returns the chosen text indices and the reconstruction of `data`.
-    """
-    _, _, vh = np.linalg.svd(data, full_matrices=False)
-    vh = vh[:rank]
-    text_features = vh.T.dot(np.linalg.inv(vh.dot(vh.T)).dot(vh)).dot(text_features.T).T
-    mean_data = data.mean(axis=0, keepdims=True)
-    data = data - mean_data
-    reconstruct = np.repeat(mean_data, data.shape[0], axis=0)
-    results = []
-    for _ in range(iters):
-        projection = data @ text_features.T
-        top_n = int(np.argmax(projection.std(axis=0)))
-        results.append(top_n)
-        text_norm = text_features[top_n] @ text_features[top_n].T
-        removed = (data @ text_features[top_n] / text_norm)[:, None] * text_features[top_n][None, :]
-        reconstruct += removed
-        data = data - removed
-        text_features = (
-            text_features
-            - (text_features @ text_features[top_n] / text_norm)[:, None] * text_features[top_n][None, :]
-        )
-    return results, reconstruct
-
-
-def paper_reference(data: np.ndarray, texts: np.ndarray, iters: int):
-    """Algorithm 1 as the paper states it (docs/method.md section 3), texts renormalised after each deflation."""
-    data = data - data.mean(axis=0, keepdims=True)
-    texts = texts / np.linalg.norm(texts, axis=1, keepdims=True)
-    results = []
-    for _ in range(iters):
-        variance = (data @ texts.T).var(axis=0)
-        variance[results] = -np.inf
-        top = int(np.argmax(variance))
-        results.append(top)
-        t = texts[top] / np.linalg.norm(texts[top])
-        data = data - np.outer(data @ t, t)
-        texts = texts - np.outer(texts @ t, t)
-        norms = np.linalg.norm(texts, axis=1, keepdims=True)
-        texts = np.divide(texts, norms, out=np.zeros_like(texts), where=norms > 1e-9)
-    return results
 
 
 def structured(n_heads=4, n=300, d=64, m_texts=120, planted=5, noise=0.3, seed=0):
@@ -97,7 +53,9 @@ def test_paper_matches_transcription_and_recovers_planted_directions():
 @pytest.mark.parametrize("variant", ["paper", "official"])
 def test_explained_is_monotone_and_reaches_one_at_the_rank(variant):
     c, r, planted = structured(n_heads=2, noise=0.0, seed=5)
-    result = textspan(c, r, m=8, variant=variant, device="cpu", precision="float32")
+    # official: float64 only, and at most the data's rank (5 planted directions and the mean) texts
+    precision, m = ("float32", 8) if variant == "paper" else ("float64", 6)
+    result = textspan(c, r, m=m, variant=variant, device="cpu", precision=precision)
     explained = result.explained.numpy()
     assert np.all(np.diff(explained, axis=1) >= -1e-6)
     np.testing.assert_allclose(explained[:, 4:], 1.0, atol=1e-4)
@@ -140,6 +98,8 @@ def test_single_head_and_chunked_heads_agree_with_one_batch():
         ({"variant": "fast"}, "unknown TextSpan variant"),
         ({"variant": "official", "k": 10, "m": 11}, "projection rank"),
         ({"texts": ["a", "b"]}, "2 texts given for 120"),
+        ({"variant": "official", "precision": "float32"}, "not supported by the official variant"),
+        ({"precision": "float16"}, "precision 'float16' is not supported"),
     ],
 )
 def test_bad_arguments_are_specific_errors(kwargs, message):
