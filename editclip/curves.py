@@ -112,6 +112,7 @@ def textspan_curve(
     last: int = 4,
     variant: Variant = "paper",
     k: int = 80,
+    strict_k: bool = False,
     calibration: DecompositionStore | None = None,
     device: str | torch.device | None = None,
     precision: str = "float64",
@@ -124,7 +125,8 @@ def textspan_curve(
     `calibration`.
     Returns ``accuracy`` for each m in ``m`` (0 and `m_values`), the accuracy of the original model
     (``original``) and with only the earlier layers mean-ablated (``early_ablated``: the limit of a
-    complete basis), each head's chosen ``texts`` (indices without `names`), and the provenance.
+    complete basis), each head's chosen ``texts`` (indices without `names`), the official variant's
+    ``k_used`` per head (k capped at the head's numerical rank unless `strict_k`), and the provenance.
     """
     calibration = calibration or store
     check_calibration(store, calibration)
@@ -149,10 +151,11 @@ def textspan_curve(
     steps = [0, *m_values]
     deltas = torch.zeros(len(steps), *z.shape)  # per m: sum over heads of (reconstruction - contribution)
     chosen: dict[str, list[Any]] = {}
+    k_used: dict[str, int] = {}
     for layer in range(n_layers - last, n_layers):
         calib_heads, refs = store_heads(calibration, [layer])
         result = textspan(calib_heads, texts, m=m_values[-1], variant=variant, k=k, texts=names,
-                          device=device, precision=precision)  # fmt: skip
+                          strict_k=strict_k, device=device, precision=precision)  # fmt: skip
         del calib_heads
         heads, _ = store_heads(store, [layer])  # [H, N, D]
         centred = heads - result.mean[:, None]
@@ -161,11 +164,14 @@ def textspan_curve(
             deltas[i] += (coords[..., :m] @ result.basis[:, :m] - centred).sum(0)
         rows = result.texts if names is not None else result.indices.tolist()
         chosen |= {str(ref): row for ref, row in zip(refs, rows, strict=True)}
+        if result.k_used is not None:
+            k_used |= {str(ref): int(used) for ref, used in zip(refs, result.k_used, strict=True)}
     return {
         **_provenance(store, calibration),
         "last": last,
         "variant": variant,
         "k": k if variant == "official" else None,
+        "k_used": k_used or None,
         "original": original,
         "early_ablated": early,
         "m": steps,

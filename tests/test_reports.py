@@ -49,10 +49,16 @@ def test_textspan_report(stores, pool, tmp_path, capsys):
         explained = [t["explained"] for t in head["texts"]]
         assert len(explained) == 5 and np.all(np.diff(explained) >= 0) and 0 < explained[-1] <= 1
         assert {t["text"] for t in head["texts"]} <= lines
+    assert report["k"] == 12 and all(h["k_used"] == 12 and h["rank"] >= 12 for h in report["heads"])
     markdown = (out / "report.md").read_text()
     assert "## L3.H1" in markdown and report["heads"][0]["texts"][0]["text"] in markdown
+    assert f"| {report['heads'][0]['rank']} | 12 |" in markdown
     assert (out / "overview.png").read_bytes()[:4] == b"\x89PNG"
     assert "L2.H0" in capsys.readouterr().out
+    insisted = tmp_path / "insisted"
+    assert main(["textspan", "--decomposition", str(stores["train"]), "--pool", str(pool), "--m", "3", "--layers",
+                 "last:1", "--variant", "official", "--k", "14", "--insist-k", "--out", str(insisted)]) == 0
+    assert {h["k_used"] for h in json.loads((insisted / "report.json").read_text())["heads"]} == {14}
 
 
 @pytest.mark.parametrize(

@@ -72,7 +72,8 @@ def run(args: argparse.Namespace) -> int:
     reconstruction = None
     if do_textspan:
         reconstruction = textspan_curve(store, classifier, labels, encode_texts(bb, pool), m_values, last=args.last,
-                                        variant=args.variant, k=args.k, calibration=calibration,
+                                        variant=args.variant, k=args.k, strict_k=args.insist_k,
+                                        calibration=calibration,
                                         device=args.device, precision=args.precision, names=pool)  # fmt: skip
         reconstruction["pool"] = args.pool
 

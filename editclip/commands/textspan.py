@@ -37,7 +37,10 @@ def add_store_arg(parser: argparse.ArgumentParser) -> None:
 
 def add_textspan_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--variant", default="paper", choices=VARIANTS, help="TextSpan variant (default paper)")
-    parser.add_argument("--k", type=int, default=80, help="official variant: rank of the text projection")
+    parser.add_argument("--k", type=int, default=80, help="official variant: rank of the text projection, capped "
+                        "at each head's numerical rank (default 80)")  # fmt: skip
+    parser.add_argument("--insist-k", action="store_true", help="official variant: keep --k even above a head's "
+                        "numerical rank, as the official code does (picks from noise directions: not reproducible)")
     parser.add_argument("--precision", default="float64", choices=("float64", "float32"),
                         help="TextSpan arithmetic (default float64)")  # fmt: skip
 
@@ -79,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
     bb = backbone_for_store(store, args.device)
     texts = encode_texts(bb, pool)
     data, heads = store_heads(store, layers)
-    result = textspan(data, texts, m=args.m, variant=args.variant, k=args.k, texts=pool,
+    result = textspan(data, texts, m=args.m, variant=args.variant, k=args.k, texts=pool, strict_k=args.insist_k,
                       device=args.device, precision=args.precision, progress=True)  # fmt: skip
     report = head_report(result, heads, store=store.describe(), pool=args.pool, pool_size=len(pool),
                          m=args.m, k=args.k if args.variant == "official" else None, layers=layers)  # fmt: skip
