@@ -115,3 +115,14 @@ def test_a_pool_that_runs_out_of_directions_is_an_error():
         textspan(c, low_rank, m=4, variant="paper")
     with pytest.raises(EditclipError, match="width"):
         textspan(c, r[:, :8])
+
+
+@pytest.mark.parametrize("variant", ["paper", "official"])
+def test_bench_runs_the_previous_implementation_and_finds_the_same_picks(variant, capsys):
+    from editclip.cli import main
+
+    args = ["bench", "textspan", "--heads", "3", "--images", "300", "--texts", "200", "--dim", "48", "--m", "12",
+            "--k", "30", "--old-heads", "2", "--device", "cpu", "--variant", variant]  # fmt: skip
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "same texts in the same order on the 2 heads run by both: yes" in out and "scaled" in out
