@@ -73,6 +73,8 @@ class CompiledEdit:
             "editclip_convention": self.convention,
             "editclip_base_model": json.dumps(model_source(self.backbone)),
             "editclip_base_fingerprint": self.fingerprint,
+            "editclip_preprocessing": json.dumps(self.backbone.preprocessing),
+            "editclip_precision": self.backbone.precision,
             "editclip_target": self.spec.target,
         }
 
@@ -148,11 +150,17 @@ def calibration_dataset(data: DataSpec, max_images: int | None) -> ImageDataset:
 def calibration_store(
     bb: Backbone, dataset: ImageDataset, cache_dir: str | Path | None = None, batch_size: int = 32
 ) -> DecompositionStore:
-    """The exact-convention decomposition of ``dataset``, computed once and cached by weights and image files."""
+    """The exact-convention decomposition of ``dataset``, computed once and cached.
+
+    The cache key holds everything that changes the numbers: the weights fingerprint, the preprocessing, the
+    precision, the convention and storage dtype, and the images (ids, paths, sizes and modification times).
+    """
     files = [(str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in dataset.paths]  # regenerated data -> new key
-    key = hashlib.sha256(json.dumps([bb.fingerprint, dataset.describe(), dataset.ids, files]).encode()).hexdigest()[:20]
+    numbers = {"fingerprint": bb.fingerprint, "preprocessing": bb.preprocessing, "precision": bb.precision,
+               "convention": "exact", "dtype": "float32"}  # fmt: skip
+    key = hashlib.sha256(json.dumps([numbers, dataset.describe(), dataset.ids, files]).encode()).hexdigest()[:20]
     root = Path(cache_dir) if cache_dir is not None else cache_root() / "stores"
-    return decompose_dataset(bb, dataset, root / f"{bb.fingerprint}-{key}", batch_size=batch_size)
+    return decompose_dataset(bb, dataset, root / f"{bb.fingerprint}-{key}", batch_size=batch_size, wait=True)
 
 
 def compile_edit(
@@ -169,11 +177,7 @@ def compile_edit(
     dataset = calibration_dataset(spec.calibration.data, spec.calibration.max_images)
     if store is None:
         store = calibration_store(bb, dataset, cache_dir, batch_size)
-    if store.meta["fingerprint"] != bb.fingerprint:
-        raise EditclipError(
-            f"calibration store {str(store.root)!r} was made with other weights ({store.meta['fingerprint']}, "
-            f"not {bb.fingerprint})"
-        )
+    store.check_backbone(bb, "calibration store")
     if store.convention != "exact":
         raise EditclipError(
             f"calibration store {str(store.root)!r} uses the {store.convention!r} convention; edits need 'exact'"

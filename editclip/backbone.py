@@ -73,6 +73,16 @@ class Backbone:
         """sha256 (16 hex digits) of every tensor of the state dict, names included."""
         return state_dict_fingerprint(self.model.state_dict())
 
+    @property
+    def preprocessing(self) -> dict[str, Any]:
+        """The effective preprocessing of images for this model (see :func:`preprocessing_record`)."""
+        return preprocessing_record(self.model)
+
+    @property
+    def precision(self) -> str:
+        """fp32, fp16 or bf16: the dtype of the image tower's weights."""
+        return {v: k for k, v in PRECISIONS.items()}[self.dtype]
+
     @torch.no_grad()
     def encode_text(self, texts: list[str]) -> torch.Tensor:
         """[M, D] unnormalised text embeddings."""
@@ -83,6 +93,62 @@ class Backbone:
     def encode_image(self, images: torch.Tensor) -> torch.Tensor:
         """[N, D] unnormalised image embeddings from the model's own forward."""
         return families.encode_image(self.model, images.to(self.device, self.dtype)).float()
+
+
+def preprocessing_record(model: nn.Module) -> dict[str, Any]:
+    """Everything of open_clip's PreprocessCfg that changes pixels, in one JSON-friendly dict.
+
+    ``size`` [H, W], ``mode``, ``mean``, ``std``, ``interpolation``, ``resize_mode``, ``fill_color``: the values
+    the model's own ``preprocess`` transform uses (open_clip's defaults filled in). Stores, reports, edit
+    artifacts and ONNX files record it, and every cache key and compatibility check compares it.
+    """
+    from open_clip.transform import PreprocessCfg, merge_preprocess_dict
+
+    cfg = merge_preprocess_dict(PreprocessCfg(), families.preprocess_cfg(model))
+    size = cfg["size"]
+    size = [int(size), int(size)] if isinstance(size, (int, float)) else [int(v) for v in size]
+    return {
+        "size": size,
+        "mode": str(cfg["mode"]),
+        "mean": [float(v) for v in cfg["mean"]],
+        "std": [float(v) for v in cfg["std"]],
+        "interpolation": str(cfg["interpolation"]),
+        "resize_mode": str(cfg["resize_mode"]),
+        "fill_color": int(cfg["fill_color"]),
+    }
+
+
+def describe_preprocessing(record: dict[str, Any] | None) -> str:
+    """One line for messages and reports: ``48x48 RGB, mean [...], std [...], bicubic, shortest, fill 0``."""
+    if not record:
+        return "not recorded"
+
+    def vec(values: Any) -> str:
+        return "[" + ", ".join(f"{float(v):.4g}" for v in values) + "]"
+
+    size = record.get("size") or ["?", "?"]
+    return (
+        f"{size[0]}x{size[1]} {record.get('mode', 'RGB')}, mean {vec(record.get('mean', []))}, "
+        f"std {vec(record.get('std', []))}, {record.get('interpolation')}, resize {record.get('resize_mode')}, "
+        f"fill {record.get('fill_color')}"
+    )
+
+
+def with_preprocessing(bb: Backbone, record: dict[str, Any]) -> Backbone:
+    """``bb`` with the preprocessing ``record`` (as :func:`preprocessing_record` writes it) set on its model."""
+    from open_clip.model import set_model_preprocess_cfg
+    from open_clip.transform import PreprocessCfg, image_transform_v2
+
+    image_size = list(bb.shape.image_size)
+    if list(record["size"]) != image_size:
+        raise EditclipError(
+            f"the recorded preprocessing resizes to {record['size']}, but model {bb.model_id!r} takes {image_size} px"
+        )
+    pp = {**record, "size": tuple(record["size"]), "mean": tuple(record["mean"]), "std": tuple(record["std"])}
+    set_model_preprocess_cfg(bb.model, pp)
+    preprocess = image_transform_v2(PreprocessCfg(**pp), is_train=False)
+    return Backbone(bb.model, bb.tokenizer, preprocess, bb.shape, bb.model_id, bb.pretrained,
+                    {**bb.source, "preprocess_cfg": pp})  # fmt: skip
 
 
 def state_dict_fingerprint(state_dict: dict[str, torch.Tensor]) -> str:

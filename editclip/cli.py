@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import sys
 from collections.abc import Sequence
 
+from ._io import os_reason
 from ._version import __version__
 from .errors import EditclipError
+
+# OS errors that an ordinary user meets (disk full, read-only or missing locations, permissions): one line, exit 2.
+EXPECTED_OS_ERRORS = frozenset({
+    errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR, errno.EEXIST,
+    errno.ENOTEMPTY, errno.EISDIR, errno.ENOENT, errno.ENAMETOOLONG,
+})  # fmt: skip
 
 # Each module in editclip/commands/ defines ``register(subparsers)``, which adds its parser(s) and
 # sets ``func`` (called with the parsed namespace, returns an exit code or None).
@@ -49,6 +57,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = args.func(args)
     except EditclipError as err:
         print(f"editclip {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:
+        if err.errno not in EXPECTED_OS_ERRORS:
+            raise  # an unexpected OS error is a bug: keep its traceback
+        where = err.filename or getattr(args, "out", None) or getattr(args, "json", None)  # name the output
+        print(f"editclip {args.command}: error: {os_reason(err, where)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"editclip {args.command}: interrupted", file=sys.stderr)

@@ -24,13 +24,13 @@ from typing import Any
 
 from ._compile import calibration_store
 from ._constants import DEMO_COUNTS
-from ._io import write_json, write_text
+from ._io import prepare_output, write_json, write_text
 from ._textspan import textspan
 from .backbone import Backbone
 from .data import load_dataset
 from .evaluate import zero_shot_classifier
 from .names import parse_head
-from .runner import RunResult, check_output_folder, load_model, run_spec
+from .runner import RunResult, load_model, run_spec
 from .spec import EditSpec, ModelSpec
 from .store import DecompositionStore
 from .suggest import head_scores, pick_top_k
@@ -78,14 +78,14 @@ def run_demo(
 
     start = time.perf_counter()
     out = Path(out)
-    check_output_folder(out, overwrite)
+    prepare_output(out, overwrite, "dir", what="output folder")
     model_spec = ModelSpec.model_validate(model or {"toyworld": True})
     bb = load_model(model_spec)
     if overwrite and (out / "cache").is_dir():
         shutil.rmtree(out / "cache")  # stores are keyed by image ids, not pixels: a new world needs new ones
 
     log(f"[1/5] generating the toy world ({counts[0]} train, {counts[1]} val, {counts[2]} test images)")
-    data = write_dataset(out / "data", seed=seed, counts=counts, force=overwrite, progress=False)
+    data = write_dataset(out / "data", seed=seed, counts=counts, overwrite=overwrite, progress=False)
 
     log("[2/5] decomposing the calibration images (val)")
     calibration = calibration_store(bb, load_dataset(data, split="val"), out / "cache")

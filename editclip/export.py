@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -36,7 +35,7 @@ from torch import Tensor, nn
 
 from . import _onnx, families
 from ._constants import PARITY_BATCH_SIZES
-from ._io import atomic_path
+from ._io import atomic_path, clean_stale_temporaries, temp_dir
 from .backbone import state_dict_fingerprint
 from .edited import EditedCLIP, EditTensors, ImageEncoder
 from .errors import EditclipError
@@ -49,6 +48,8 @@ EDIT_FORMAT = "editclip-edit/1"
 CHECKPOINT_FORMAT = "editclip-patched-checkpoint/1"
 ONNX_FORMAT = "editclip-image-encoder/1"
 FINGERPRINT_KEY = "editclip_base_fingerprint"
+PREPROCESSING_KEY = "editclip_preprocessing"
+END_KEY = "editclip_metadata_entries"  # the last metadata entry of an ONNX file: how many there are
 EXTERNAL_DATA_THRESHOLD = 1_900_000_000  # bytes of weights above which they go to one .data file (protobuf: 2 GiB)
 FP32_ATOL = 1e-4
 FP16_MIN_COSINE = 0.999
@@ -79,18 +80,39 @@ def read_edit(path: str | os.PathLike[str]) -> tuple[EditTensors, dict[str, str]
 def load_edit(path: str | os.PathLike[str], bb: Backbone) -> EditedCLIP:
     """The edited model of an artifact on ``bb``; refuses weights other than those the edit was made for."""
     tensors, meta = read_edit(path)
-    check_fingerprint(meta, bb, path)
+    check_base(meta, bb, path)
     return EditedCLIP(bb.model, tensors)
 
 
-def check_fingerprint(meta: Mapping[str, str], bb: Backbone, path: str | os.PathLike[str]) -> None:
-    """Raise unless ``bb`` has the base weights recorded in ``meta``."""
+def recorded_preprocessing(meta: Mapping[str, str]) -> dict[str, Any] | None:
+    """The preprocessing an artifact or ONNX file records (None when it records none)."""
+    if meta.get(PREPROCESSING_KEY):
+        return json.loads(meta[PREPROCESSING_KEY])
+    return json.loads(meta.get("editclip_base_model", "{}") or "{}").get("preprocessing")
+
+
+def check_base(meta: Mapping[str, str], bb: Backbone, path: str | os.PathLike[str]) -> None:
+    """Raise unless ``bb`` has the base weights and the preprocessing recorded in ``meta``."""
+    from .backbone import describe_preprocessing
+
     expected = meta.get(FINGERPRINT_KEY)
     if expected != bb.fingerprint:
         base = json.loads(meta.get("editclip_base_model", "{}") or "{}").get("name", "?")
         raise EditclipError(
             f"{str(path)!r} was compiled for {base!r} weights with fingerprint {expected}, but the model given "
             f"({bb.model_id!r}) has fingerprint {bb.fingerprint}; load the base model it was made for"
+        )
+    recorded = recorded_preprocessing(meta)
+    if recorded is None:
+        raise EditclipError(
+            f"{str(path)!r} does not record the preprocessing it was calibrated with (an older editclip made it); "
+            "compile it again with `editclip run`"
+        )
+    if recorded != bb.preprocessing:
+        raise EditclipError(
+            f"{str(path)!r} was calibrated with preprocessing {describe_preprocessing(recorded)}, but the model given "
+            f"preprocesses with {describe_preprocessing(bb.preprocessing)}; give the model the artifact's "
+            "preprocessing (its model config's preprocess_cfg)"
         )
 
 
@@ -196,17 +218,19 @@ class ExportReport:
 
 
 def preprocess_metadata(model: nn.Module) -> dict[str, Any]:
-    """Image size, mean/std, interpolation, resize mode and fill colour of a model (or an EditedCLIP)."""
-    base = model.model if isinstance(model, EditedCLIP) else model
-    cfg = families.preprocess_cfg(base)
-    size = list(families.describe(base).image_size)
+    """Image size, mean/std, interpolation, resize mode and fill colour of a model (or an EditedCLIP), as
+    separate keys for the runtime, and the whole record under ``editclip_preprocessing``."""
+    from .backbone import preprocessing_record
+
+    record = preprocessing_record(model.model if isinstance(model, EditedCLIP) else model)
     return {
-        "image_size": size,
-        "mean": list(cfg.get("mean", (0.48145466, 0.4578275, 0.40821073))),
-        "std": list(cfg.get("std", (0.26862954, 0.26130258, 0.27577711))),
-        "interpolation": cfg.get("interpolation", "bicubic"),
-        "resize_mode": cfg.get("resize_mode", "shortest"),
-        "fill_color": int(cfg.get("fill_color", 0)),
+        "image_size": record["size"],
+        "mean": record["mean"],
+        "std": record["std"],
+        "interpolation": record["interpolation"],
+        "resize_mode": record["resize_mode"],
+        "fill_color": record["fill_color"],
+        PREPROCESSING_KEY: record,
     }
 
 
@@ -267,8 +291,8 @@ def export_onnx(
     import onnx
 
     start = time.perf_counter()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    clean_stale_temporaries(target.parent)  # what a killed export left behind
+    work = temp_dir(target)
     try:
         (work / "trace").mkdir()
         raw = work / "trace" / "traced.onnx"
@@ -279,7 +303,7 @@ def export_onnx(
         _onnx.check_dynamic_batch(model)
         if fp16:
             model = _onnx.to_fp16(model)
-        _onnx.set_metadata(model, meta)
+        _onnx.set_metadata(model, {**meta, END_KEY: str(len(meta) + 1)})  # last: a cut-short file lacks it
         staged = work / target.name
         data = _onnx.save(model, staged, external=_onnx.weight_bytes(model) > external_data_threshold)
         del model
@@ -417,6 +441,12 @@ class OnnxImageEncoder:
             raise EditclipError(f"onnxruntime could not load {str(self.path)!r}: {err}") from err
         self.providers: list[str] = self.session.get_providers()
         self.metadata: dict[str, str] = dict(self.session.get_modelmeta().custom_metadata_map)
+        if self.metadata.get(END_KEY) != str(len(self.metadata)):
+            raise EditclipError(
+                f"ONNX model {str(self.path)!r} is cut short (its metadata is incomplete) or was not written by this "
+                "editclip; export it again"
+            )
+        del self.metadata[END_KEY]
         self.input_name = self.session.get_inputs()[0].name
         self.output_name = self.session.get_outputs()[0].name
         self.precision = self.metadata.get("precision", "fp32")
@@ -440,7 +470,13 @@ class OnnxImageEncoder:
     def _precision_of(path: Path) -> str:
         import onnx
 
-        model = onnx.load(str(path), load_external_data=False)
+        try:
+            model = onnx.load(str(path), load_external_data=False)
+        except Exception as err:  # protobuf's DecodeError and friends: a truncated or corrupt file
+            raise EditclipError(
+                f"ONNX model {str(path)!r} cannot be read (truncated or not an ONNX file: {type(err).__name__}); "
+                "export it again"
+            ) from None
         return next((p.value for p in model.metadata_props if p.key == "precision"), "fp32")
 
     def preprocess(self, images: Sequence[Any]) -> np.ndarray:
@@ -516,6 +552,7 @@ def model_metadata(bb: Backbone, kind: str = "base") -> dict[str, str]:
         "editclip_base_model": json.dumps(model_source(bb)),
         FINGERPRINT_KEY: bb.fingerprint,
         "weights_fingerprint": bb.fingerprint,
+        PREPROCESSING_KEY: json.dumps(bb.preprocessing),
     }
 
 

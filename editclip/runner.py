@@ -7,12 +7,15 @@ compiled model is run on the images (the exact path) as a check (``target: wrapp
 whose predictions must equal the fast path's) or as the result itself (``target: weights``: the patched
 open_clip model, whose distance from the direct semantics is reported as its fidelity).
 
-Everything that can be checked is checked before anything is written: a bad spec, model or dataset
-leaves no output folder behind, and a non-empty output folder is only reused with ``overwrite``.
+Everything that can be checked is checked before anything is written: a bad spec, model or dataset, or
+an output folder that cannot be created or written, leaves no output behind, and a non-empty output folder
+is only reused with ``overwrite``. The report and the export are made in temporary sibling folders and
+moved into place at the very end, so a failed or killed run leaves nothing that a rerun trips on.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import time
 from collections.abc import Callable, Iterator
@@ -24,9 +27,9 @@ from typing import Any
 import torch
 
 from ._compile import CompiledEdit, calibration_store, compile_edit
-from ._io import write_json, write_text
+from ._io import prepare_output, staged_dir, write_json, write_text
 from ._version import __version__
-from .backbone import Backbone, load
+from .backbone import Backbone, describe_preprocessing, load
 from .data import ImageDataset, load_dataset
 from .errors import EditclipError
 from .evaluate import GroupReport, format_table, plot_groups, predict, zero_shot_classifier
@@ -51,14 +54,6 @@ class RunResult:
     def table(self) -> str:
         """The terminal table of baseline vs edited (empty without evaluation)."""
         return format_table(self.reports) if self.reports else ""
-
-
-def check_output_folder(out: Path, overwrite: bool, what: str = "output folder") -> None:
-    """Refuse a file, or a non-empty folder without ``overwrite`` (nothing is created here)."""
-    if out.exists() and not out.is_dir():
-        raise EditclipError(f"{what} {str(out)!r} exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise EditclipError(f"{what} {str(out)!r} exists and is not empty; pass --overwrite to write into it")
 
 
 def load_model(model: ModelSpec, device: str | torch.device = "cpu") -> Backbone:
@@ -109,11 +104,12 @@ def run_spec(
     ``exact_check=False`` skips running the wrapper on the evaluation images (the weights target always
     runs its patched model, which is its result).
     """
-    out = Path(out)
-    check_output_folder(out, overwrite)
+    out = prepare_output(out, overwrite, "dir", what="output folder")
     exporter = None
     if spec.export is not None:
-        check_output_folder(Path(spec.export.dir), overwrite, "export folder")
+        export_dir = prepare_output(spec.export.dir, overwrite, "dir", what="export folder")
+        if export_dir.resolve() == out.resolve():
+            raise EditclipError(f"export folder {str(export_dir)!r} is the report folder; give the export its own")
         exporter = _exporter()
     if batch_size < 1:
         raise EditclipError(f"batch size must be positive, got {batch_size}")
@@ -141,13 +137,25 @@ def run_spec(
     if evaluation is not None:
         with _timed(timings, "evaluate"):
             _evaluate(spec, bb, compiled, evaluation, result, cache_dir, batch_size, exact_check, log)
-    if spec.export is not None:
-        with _timed(timings, "export"):
-            report["export"] = exporter.export_compiled(compiled, spec.export.dir, spec.export.formats)
-        log(f"exported {', '.join(spec.export.formats)} to {spec.export.dir}")
-    report["seconds"] = timings
-    _write(result, spec)
+    with contextlib.ExitStack() as staged:  # both folders appear only once everything succeeded
+        if spec.export is not None:
+            stage = staged.enter_context(staged_dir(spec.export.dir))
+            with _timed(timings, "export"):
+                written = exporter.export_compiled(compiled, stage, spec.export.formats)
+            report["export"] = _moved(written, stage, Path(spec.export.dir))
+            log(f"exported {', '.join(spec.export.formats)} to {spec.export.dir}")
+        report["seconds"] = timings
+        _write(result, spec, staged.enter_context(staged_dir(out)))
     return result
+
+
+def _moved(written: Any, stage: Path, final: Path) -> Any:
+    """The export's record with its staged paths replaced by their final ones."""
+    if isinstance(written, dict):
+        return {k: _moved(v, stage, final) for k, v in written.items()}
+    if isinstance(written, str) and written.startswith(str(stage)):
+        return str(final / Path(written).relative_to(stage))
+    return written
 
 
 def _evaluation_data(spec: EditSpec) -> tuple[ImageDataset, Targets] | None:
@@ -228,10 +236,8 @@ def _delta(base: GroupReport, edited: GroupReport) -> dict[str, float]:
     return out
 
 
-def _write(result: RunResult, spec: EditSpec) -> None:
-    """report.json, report.md, groups.png and the spec as run, each atomically."""
-    out = result.out
-    out.mkdir(parents=True, exist_ok=True)
+def _write(result: RunResult, spec: EditSpec, out: Path) -> None:
+    """report.json, report.md, groups.png and the spec as run, each atomically, into ``out``."""
     write_json(out / "report.json", result.report)
     write_text(out / "spec.yaml", spec.to_yaml())
     if result.reports:
@@ -246,6 +252,8 @@ def markdown(result: RunResult) -> str:
     lines = [f"# editclip run: {r['name'] or 'edit'}", ""]
     lines.append(f"- model: {r['model']['name']} ({r['model'].get('pretrained') or r['model'].get('checkpoint')}), "
                  f"fingerprint `{r['model']['fingerprint']}`")  # fmt: skip
+    lines.append(f"- preprocessing: {describe_preprocessing(r['model'].get('preprocessing'))}; precision "
+                 f"{r['model'].get('precision')}")  # fmt: skip
     lines.append(f"- target: {r['target']}; {len(r['edited_parts'])} parts edited")
     lines += [f"  - {e}" for e in r["edits"]]
     calib = r["calibration"]

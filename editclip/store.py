@@ -11,6 +11,10 @@ Chunk i holds images [i*chunk_size, (i+1)*chunk_size). Each chunk is written to 
 renamed, so a chunk file is either whole or absent: an interrupted run resumes by computing the missing
 chunks, and several processes (``--shard K/N``, torchrun ranks) fill one store by taking every N-th
 chunk. Reading memory-maps the chunk files and copies only the slices asked for.
+
+A run holds the lock file ``.editclip-lock`` (``.editclip-lock-K-of-N`` for a shard) while it writes, so
+two runs of one shard never race; the images are checked before a new store is created, and a run that
+fails before its first chunk removes the store it created.
 """
 
 from __future__ import annotations
@@ -30,8 +34,9 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from ._decompose import Decomposition, constant_term, from_vit_output
-from ._io import atomic_path, write_json
-from .backbone import Backbone
+from ._io import atomic_path, clean_stale_temporaries, is_temporary, prepare_output, write_json
+from ._lock import hold_lock
+from .backbone import Backbone, describe_preprocessing, with_preprocessing
 from .backbone import load as load_model
 from .data import ImageDataset
 from .errors import EditclipError
@@ -41,8 +46,14 @@ FORMAT_VERSION = 1
 PART_FIELDS = ("heads", "mlps", "embed", "biases", "norms", "embedding")
 POOL_FIELDS = ("pool_mlp", "pool_heads", "pool_tokens")  # pooled towers (pool_heads, pool_tokens: official)
 _NP_DTYPES = {"F32": np.float32, "F16": np.float16, "I64": np.int64}
+LOCK_NAME = ".editclip-lock"
+# What a store being created holds before its meta.json appears: not "someone else's files".
+_SKELETON = ("chunks", "const.safetensors")
 # Fields that must agree for a run to continue an existing store.
-_RESUME_KEYS = ("fingerprint", "convention", "dataset", "count", "ids", "chunk_size", "token_layers", "dtype")
+_RESUME_KEYS = (
+    "fingerprint", "preprocessing", "precision", "convention", "dataset", "count", "ids", "chunk_size",
+    "token_layers", "dtype",
+)  # fmt: skip
 
 
 def _mmap_safetensors(path: Path) -> dict[str, np.ndarray]:
@@ -99,17 +110,48 @@ class DecompositionStore:
             for key in _RESUME_KEYS:
                 if store.meta.get(key) != meta.get(key):
                     raise EditclipError(
-                        f"{str(root)!r} holds another decomposition ({key!r} differs); choose another --out, "
-                        "or delete that folder yourself"
+                        f"{str(root)!r} holds another decomposition ({key!r} differs{_both(key, store.meta, meta)}); "
+                        "choose another --out, or delete that folder yourself"
                     )
             return store
-        if root.exists() and any(root.iterdir()):
-            raise EditclipError(f"{str(root)!r} exists and is not a decomposition store; choose an empty or new folder")
+        foreign = [p.name for p in root.iterdir() if not _ours(p)] if root.exists() else []
+        if foreign:
+            raise EditclipError(
+                f"{str(root)!r} exists and is not a decomposition store (it holds {sorted(foreign)[0]!r}); choose an "
+                "empty or new folder"
+            )
         (root / "chunks").mkdir(parents=True, exist_ok=True)
         with atomic_path(root / "const.safetensors") as tmp:
             save_file({"const": const.float().contiguous().cpu()}, str(tmp))
         write_json(root / "meta.json", meta)  # last: its presence marks a store
         return cls(root, meta)
+
+    def check_backbone(self, bb: Backbone, what: str = "store") -> None:
+        """Raise unless ``bb`` has the weights and the preprocessing this store was made with."""
+        if self.meta.get("fingerprint") != bb.fingerprint:
+            raise EditclipError(
+                f"{what} {str(self.root)!r} was made with other weights ({self.meta.get('fingerprint')}, "
+                f"not {bb.fingerprint})"
+            )
+        if self.meta.get("preprocessing") != bb.preprocessing:
+            raise EditclipError(
+                f"{what} {str(self.root)!r} was made with other preprocessing: "
+                f"{describe_preprocessing(self.meta.get('preprocessing'))}; the model given preprocesses with "
+                f"{describe_preprocessing(bb.preprocessing)}"
+            )
+
+    def remove_if_empty(self) -> bool:
+        """Remove the store's files if it has no finished chunk (a run that failed before its first one)."""
+        chunks = self.root / "chunks"
+        if chunks.is_dir() and any(p.suffix == ".safetensors" for p in chunks.iterdir()):
+            return False
+        for path in (self.root / "meta.json", self.root / "const.safetensors"):  # meta.json first: no longer a store
+            path.unlink(missing_ok=True)
+        if chunks.is_dir():
+            clean_stale_temporaries(chunks)
+            if not any(chunks.iterdir()):
+                chunks.rmdir()
+        return True
 
     # ----- layout ---------------------------------------------------------------------------------
     @property
@@ -265,28 +307,35 @@ class DecompositionStore:
 
     def describe(self) -> dict[str, Any]:
         """Provenance for reports: model, fingerprint, dataset, split, count, convention."""
-        keys = ("model", "fingerprint", "dataset", "count", "convention")
+        keys = ("model", "fingerprint", "preprocessing", "dataset", "count", "convention")
         return {k: self.meta.get(k) for k in keys} | {"path": str(self.root)}
+
+
+def _both(key: str, old: dict[str, Any], new: dict[str, Any]) -> str:
+    """For the preprocessing, name both sides of a mismatch."""
+    if key != "preprocessing":
+        return ""
+    return f": the store has {describe_preprocessing(old.get(key))}, this run {describe_preprocessing(new.get(key))}"
 
 
 def model_source(bb: Backbone) -> dict[str, Any]:
     """How to load ``bb`` again (stored in meta.json and in compiled edits)."""
     src = bb.source
-    out = {
-        "name": bb.model_id,
-        "precision": {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}[bb.dtype],
-    }
+    out: dict[str, Any] = {"name": bb.model_id, "precision": bb.precision}
     if src.get("checkpoint"):
         out |= {"checkpoint": str(Path(src["checkpoint"]).resolve()), "config": src.get("config")}
+    elif src.get("config") is not None:
+        out |= {"config": src.get("config")}
     else:
         out |= {"pretrained": src.get("pretrained")}
-    return out
+    return out | {"preprocessing": bb.preprocessing}
 
 
 def load_backbone(
     source: dict[str, Any], device: str | torch.device = "cpu", fingerprint: str | None = None
 ) -> Backbone:
-    """Load the model described by :func:`model_source`; refuse other weights than ``fingerprint``."""
+    """Load the model described by :func:`model_source` with the preprocessing it records; refuse other
+    weights than ``fingerprint``."""
     if source.get("checkpoint"):
         bb = load_model(
             checkpoint=source["checkpoint"],
@@ -294,6 +343,9 @@ def load_backbone(
             device=device,
             precision=source.get("precision", "fp32"),
         )
+    elif source.get("config") is not None:
+        bb = load_model(source["name"], config=source["config"], device=device,
+                        precision=source.get("precision", "fp32"))  # fmt: skip
     else:
         bb = load_model(
             source["name"],
@@ -306,6 +358,8 @@ def load_backbone(
             f"the weights of {source.get('name')!r} now have fingerprint {bb.fingerprint}, not {fingerprint} as "
             "recorded; the checkpoint changed (or pretrained=None gave new random weights)"
         )
+    if source.get("preprocessing"):
+        bb = with_preprocessing(bb, source["preprocessing"])
     return bb
 
 
@@ -326,10 +380,13 @@ def decompose_dataset(
     dtype: str = "float32",
     shard: tuple[int, int] = (0, 1),
     workers: int = 0,
+    wait: bool = False,
 ) -> DecompositionStore:
     """Decompose every image of ``dataset`` into the store at ``out``; resumes an interrupted run.
 
-    ``shard=(k, n)`` computes only chunks with index % n == k, so n processes fill one store.
+    ``shard=(k, n)`` computes only chunks with index % n == k, so n processes fill one store. While it writes,
+    the run holds the store's lock for its shard: a second run of that shard fails at once naming the owner
+    (or, with ``wait``, waits for it); the lock of a dead process is taken over.
     """
     if dtype not in ("float32", "float16"):
         raise EditclipError(f"store dtype {dtype!r} is not supported; choose float32 or float16")
@@ -343,6 +400,8 @@ def decompose_dataset(
     meta = {
         "model": model_source(bb),
         "fingerprint": bb.fingerprint,
+        "preprocessing": bb.preprocessing,
+        "precision": bb.precision,
         "shape": bb.shape.as_dict(),
         "convention": convention,
         "dataset": dataset.describe(),
@@ -355,22 +414,74 @@ def decompose_dataset(
         "columns": {k: v.tolist() for k, v in dataset.columns.items()},
         "train_group_counts": _train_counts(dataset),
     }
-    store = DecompositionStore.create_or_resume(out, meta, constant_term(bb.tower, convention))
+    const = constant_term(bb.tower, convention)
+    root = prepare_output(out, overwrite=True, kind="dir", what="store folder")  # creatable and writable
+    made_root = not root.exists()
+    root.mkdir(parents=True, exist_ok=True)
+    lock = root / (LOCK_NAME if shard[1] == 1 else f"{LOCK_NAME}-{shard[0]}-of-{shard[1]}")
+    try:
+        with hold_lock(lock, f"store {str(root)!r}", wait=wait, log=tqdm.write):
+            fresh = not (root / "meta.json").is_file()
+            if fresh:
+                check_images_readable(dataset)
+            store = DecompositionStore.create_or_resume(root, meta, const)
+            clean_stale_temporaries(root / "chunks")  # half-written chunks of a killed run
+            try:
+                _fill(store, bb, dataset, shard, token_layers, convention, batch_size, workers)
+            except BaseException:
+                if fresh:
+                    store.remove_if_empty()
+                raise
+    finally:
+        if made_root and root.is_dir() and not any(root.iterdir()):
+            root.rmdir()
+    return store
+
+
+def _ours(path: Path) -> bool:
+    """A lock file, an editclip temporary or a part of a store skeleton (not the user's own files)."""
+    return path.name.startswith(LOCK_NAME) or is_temporary(path) or path.name in _SKELETON
+
+
+def check_images_readable(dataset: ImageDataset) -> None:
+    """Open every image's header (and verify what PIL can without decoding) before a store is created."""
+    from PIL import Image
+
+    for i, path in enumerate(tqdm(dataset.paths, desc="check images", unit="img", disable=len(dataset) < 2000)):
+        try:
+            with Image.open(path) as image:
+                image.verify()
+        except Exception as err:  # PIL raises OSError, SyntaxError, ValueError, DecompressionBombError...
+            raise EditclipError(
+                f"image {str(path)!r} (item {dataset.ids[i]}, row {i}) cannot be read: {err}; fix or remove it "
+                "(nothing was written)"
+            ) from None
+
+
+def _fill(
+    store: DecompositionStore,
+    bb: Backbone,
+    dataset: ImageDataset,
+    shard: tuple[int, int],
+    token_layers: Sequence[int],
+    convention: str,
+    batch_size: int,
+    workers: int,
+) -> None:
+    """Compute this shard's missing chunks."""
     todo = [i for i in store.missing_chunks() if i % shard[1] == shard[0]]
     images = dataset.with_transform(bb.preprocess)
-    progress = tqdm(total=sum(len(store.chunk_range(i)) for i in todo), desc="decompose", unit="img")
-    for chunk in todo:
-        subset = images.subset(list(store.chunk_range(chunk)))
-        loader = DataLoader(subset, batch_size=batch_size, num_workers=workers)
-        parts, embeddings = [], []
-        for batch, _ in loader:
-            out_ = run(bb.tower, batch.to(bb.device), token_layers=token_layers)
-            parts.append(from_vit_output(out_, convention))
-            embeddings.append(out_.embedding)
-            progress.update(batch.shape[0])
-        store.write_chunk(chunk, Decomposition.concat(parts), torch.cat(embeddings))
-    progress.close()
-    return store
+    with tqdm(total=sum(len(store.chunk_range(i)) for i in todo), desc="decompose", unit="img") as progress:
+        for chunk in todo:
+            subset = images.subset(list(store.chunk_range(chunk)))
+            loader = DataLoader(subset, batch_size=batch_size, num_workers=workers)
+            parts, embeddings = [], []
+            for batch, _ in loader:
+                out_ = run(bb.tower, batch.to(bb.device), token_layers=token_layers)
+                parts.append(from_vit_output(out_, convention))
+                embeddings.append(out_.embedding)
+                progress.update(batch.shape[0])
+            store.write_chunk(chunk, Decomposition.concat(parts), torch.cat(embeddings))
 
 
 def _train_counts(dataset: ImageDataset) -> dict[str, dict[str, int]]:

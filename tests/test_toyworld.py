@@ -115,10 +115,12 @@ def test_make_refuses_a_non_empty_folder(tmp_path, capsys):
     (out / "keep.txt").write_text("x")
     args = ["toyworld", "make", "--out", str(out), "--n-train", "4", "--n-val", "4", "--n-test", "4"]
     assert main(args) == 2
-    assert "--force" in capsys.readouterr().err
-    assert main([*args, "--force"]) == 0
+    assert "--overwrite" in capsys.readouterr().err and (out / "keep.txt").read_text() == "x"
+    assert main([*args, "--overwrite"]) == 0
     assert not (out / "keep.txt").exists() and (out / "metadata.csv").is_file()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+    assert main([*args, "--force"]) == 0  # the old name still works, with a warning
+    assert "--force is deprecated; use --overwrite" in capsys.readouterr().err
 
 
 def test_preprocess_matches_training_tensors(world_dir):

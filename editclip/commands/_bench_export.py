@@ -76,7 +76,7 @@ def run_export(args: argparse.Namespace) -> int:
 
     from .._bench import format_table
     from ..edited import EditedCLIP
-    from ..export import OnnxImageEncoder, check_fingerprint, export_onnx, read_edit
+    from ..export import OnnxImageEncoder, check_base, export_onnx, read_edit
 
     if args.batch_size < 1 or args.repeats < 1:
         raise EditclipError("--batch-size and --repeats must be >= 1")
@@ -88,7 +88,7 @@ def run_export(args: argparse.Namespace) -> int:
         raise EditclipError("bench export times torch on the CPU; use scripts/gpu_check.sh for GPUs")
     if args.edit:
         tensors, meta = read_edit(args.edit)
-        check_fingerprint(meta, bb, args.edit)
+        check_base(meta, bb, args.edit)
     else:
         tensors = synthetic_edit(bb)
     edited = EditedCLIP(bb.model, tensors)

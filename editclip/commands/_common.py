@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from typing import TYPE_CHECKING
 
 from .._constants import FORMATS
@@ -49,6 +50,27 @@ def backbone_from_args(args: argparse.Namespace) -> Backbone:
             "name a model: --model NAME [--pretrained TAG], --checkpoint PATH --model-config JSON, or --toyworld"
         )
     return load(args.model, pretrained=args.pretrained, device=args.device, precision=args.precision)
+
+
+def add_overwrite_arg(
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup, what: str = "the output", *, alias: str | None = None
+) -> None:
+    """--overwrite: the one flag that lets a command replace existing output (``alias``: a deprecated name)."""
+    help_text = f"replace {what} (without it, existing output is refused)"
+    parser.add_argument("--overwrite", action="store_true", help=help_text)
+    if alias is not None:
+        parser.add_argument(alias, dest="overwrite", action=_DeprecatedAlias, help=argparse.SUPPRESS)
+
+
+class _DeprecatedAlias(argparse.Action):
+    """A store_true flag kept under an old name: it warns and sets the new one."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs: object) -> None:
+        super().__init__(option_strings, dest, nargs=0, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, *_: object) -> None:
+        print(f"{parser.prog}: warning: {self.option_strings[0]} is deprecated; use --overwrite", file=sys.stderr)
+        setattr(namespace, self.dest, True)
 
 
 def add_data_args(parser: argparse.ArgumentParser, prefix: str = "", required: bool = True) -> None:

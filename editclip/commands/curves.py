@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .._io import write_json
+from .._io import staged_dir, write_json
 from ..errors import EditclipError
+from ._common import add_overwrite_arg
 from .textspan import add_store_arg, add_textspan_args, check_out, open_store
 
 
@@ -31,6 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_textspan_args(parser)
     parser.add_argument("--device", default="cpu", help="device for the text tower and TextSpan (default cpu)")
     parser.add_argument("--out", required=True, help="output folder")
+    add_overwrite_arg(parser, "the files of a non-empty --out")
     parser.set_defaults(func=run)
 
 
@@ -41,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     from ..store import backbone_for_store
     from ..text import encode_texts, load_pool, read_lines
 
-    out = check_out(args.out)
+    out = check_out(args)
     store = open_store(args.decomposition)
     calibration = open_store(args.calibration) if args.calibration else store
     check_calibration(store, calibration)
@@ -78,8 +80,9 @@ def run(args: argparse.Namespace) -> int:
         reconstruction["pool"] = args.pool
 
     setup = {"classes": classes, "label_column": args.label_column, "templates": args.templates}
-    write_json(out / "curves.json", {**setup, "ablation": ablation, "textspan": reconstruction})
-    plot_curves(ablation, reconstruction, out / "curves.png")
+    with staged_dir(out) as stage:
+        write_json(stage / "curves.json", {**setup, "ablation": ablation, "textspan": reconstruction})
+        plot_curves(ablation, reconstruction, stage / "curves.png")
     if ablation is not None:
         print("attention layers ablated 0..L: " + " ".join(f"{100 * a:.1f}" for a in ablation["attention"]))
         print("MLPs ablated 0..L:             " + " ".join(f"{100 * a:.1f}" for a in ablation["mlps"]))

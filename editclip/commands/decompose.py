@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from .._constants import CONVENTIONS
+from .._io import prepare_output
 from ..errors import EditclipError
 from ..names import parse_layers
 from ._common import add_data_args, add_model_args, backbone_from_args, dataset_from_args, parse_shard
@@ -27,6 +27,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--dtype", default="float32", choices=("float32", "float16"), help="storage dtype")
     parser.add_argument("--shard", help="K/N: compute every N-th chunk starting at K (default: torchrun rank)")
     parser.add_argument("--workers", type=int, default=0, help="image-loading worker processes")
+    parser.add_argument("--wait", action="store_true",
+                        help="if another run is writing this store, wait for it instead of failing")  # fmt: skip
     parser.set_defaults(func=run)
 
 
@@ -35,9 +37,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.batch_size <= 0 or args.chunk_size <= 0:
         raise EditclipError("--batch-size and --chunk-size must be positive")
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise EditclipError(f"--out {str(out)!r} exists and is not a folder")
+    out = prepare_output(args.out, overwrite=True, kind="dir")  # creatable, writable; a store in it is resumed
     shard = parse_shard(args.shard)
     dataset = dataset_from_args(args)
     bb = backbone_from_args(args)
@@ -53,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
         dtype=args.dtype,
         shard=shard,
         workers=args.workers,
+        wait=args.wait,
     )
     missing = store.missing_chunks()
     state = "complete" if not missing else f"{len(missing)} chunks left for other shards"

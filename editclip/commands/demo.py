@@ -6,6 +6,7 @@ import argparse
 
 from .._constants import DEMO_COUNTS
 from ..errors import EditclipError
+from ._common import add_overwrite_arg
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -19,7 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "average at most 5 points lower. Offline; about 20 s on a 2-core CPU.",
     )
     parser.add_argument("--out", default="out/demo", help="output folder (default out/demo)")
-    parser.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
+    add_overwrite_arg(parser, "a non-empty --out")
     parser.add_argument("--counts", nargs=3, type=int, metavar=("TRAIN", "VAL", "TEST"), default=DEMO_COUNTS,
                         help="images per split (default %(default)s)")  # fmt: skip
     parser.add_argument("--seed", type=int, default=0, help="seed of the generated world (default 0)")

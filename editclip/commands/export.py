@@ -7,8 +7,9 @@ import json
 from typing import TYPE_CHECKING
 
 from .._constants import PARITY_BATCH_SIZES
+from .._io import prepare_output
 from ..errors import EditclipError
-from ._common import add_model_args, backbone_from_args
+from ._common import add_model_args, add_overwrite_arg, backbone_from_args
 
 if TYPE_CHECKING:
     from torch import nn
@@ -24,11 +25,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "onnxruntime against torch on held-out inputs. The model is the one the model arguments name (a "
         "patched checkpoint made by the weights target is given as --checkpoint), or with --edit, a saved "
         "edit artifact on its base model (loaded from the source the artifact records when no model "
-        "arguments are given).",
+        "arguments are given, with the preprocessing and weights fingerprint it records).",
     )
     add_model_args(p, required=False)
     p.add_argument("--edit", help="edit artifact (.safetensors written by save_edit / editclip run)")
     p.add_argument("--out", required=True, help="output .onnx file (weights over 2 GB go to <out>.data)")
+    add_overwrite_arg(p, "an existing --out file")
     p.add_argument("--fp16", action="store_true", help="fp16 weights and activations (input and output stay fp32)")
     p.add_argument("--normalize", action="store_true", help="L2-normalise the output embeddings")
     p.add_argument("--opset", type=int, default=18, help="ONNX opset, 17..20 (default 18)")
@@ -46,6 +48,10 @@ def run(args: argparse.Namespace) -> int:
         batch_sizes = [int(b) for b in args.check_batch_sizes.split(",")]
     except ValueError:
         raise EditclipError(f"--check-batch-sizes {args.check_batch_sizes!r}: expected integers like 1,3,8") from None
+    if not str(args.out).endswith(".onnx"):
+        raise EditclipError(f"--out {args.out!r} should end in .onnx")
+    for path in (args.out, f"{args.out}.data"):  # both checked before the model is loaded
+        prepare_output(path, args.overwrite, "file")
     from ..export import export_onnx
 
     model, metadata = model_from_args(args)
@@ -71,12 +77,12 @@ def model_from_args(args: argparse.Namespace) -> tuple[nn.Module, dict[str, str]
     """The model to export and its metadata: an EditedCLIP for --edit, else the model the arguments name
     (kind 'patched' when it is a checkpoint written by save_patched_checkpoint)."""
     from ..edited import EditedCLIP
-    from ..export import CHECKPOINT_FORMAT, check_fingerprint, model_metadata, read_edit, read_metadata
+    from ..export import CHECKPOINT_FORMAT, check_base, model_metadata, read_edit, read_metadata
 
     if args.edit:
         tensors, meta = read_edit(args.edit)
         bb = backbone_from_args(args) if _has_model_args(args) else _base_of(meta, args)
-        check_fingerprint(meta, bb, args.edit)
+        check_base(meta, bb, args.edit)
         return EditedCLIP(bb.model, tensors), {**model_metadata(bb, "edited"), **_without_format(meta)}
     bb = backbone_from_args(args)
     if args.checkpoint and str(args.checkpoint).endswith(".safetensors"):
@@ -91,12 +97,19 @@ def model_from_args(args: argparse.Namespace) -> tuple[nn.Module, dict[str, str]
 
 
 def _base_of(meta: dict[str, str], args: argparse.Namespace) -> Backbone:
-    from ..export import FINGERPRINT_KEY
+    from ..export import FINGERPRINT_KEY, recorded_preprocessing
     from ..store import load_backbone
 
     if "editclip_base_model" not in meta:
         raise EditclipError(f"{args.edit!r} does not record its base model; give the model arguments")
-    return load_backbone(json.loads(meta["editclip_base_model"]), args.device, fingerprint=meta[FINGERPRINT_KEY])
+    source = json.loads(meta["editclip_base_model"])
+    recorded = recorded_preprocessing(meta)
+    if recorded is None:
+        raise EditclipError(
+            f"{args.edit!r} does not record the preprocessing it was calibrated with (an older editclip made it); "
+            "compile it again with `editclip run`, or give the model arguments"
+        )
+    return load_backbone({**source, "preprocessing": recorded}, args.device, fingerprint=meta[FINGERPRINT_KEY])
 
 
 def _without_format(meta: dict[str, str]) -> dict[str, str]:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-from .._io import write_json
+from .._io import staged_dir, write_json
 from ..errors import EditclipError
 from ..names import parse_head
+from ._common import add_overwrite_arg
 from .textspan import add_store_arg, check_out, open_store
 
 
@@ -28,6 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help="compare raw contributions, without subtracting the head's mean")  # fmt: skip
     parser.add_argument("--device", default="cpu", help="device for the text tower (default cpu)")
     parser.add_argument("--out", required=True, help="output folder")
+    add_overwrite_arg(parser, "the files of a non-empty --out")
     parser.set_defaults(func=run)
 
 
@@ -36,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     from ..store import backbone_for_store
     from ..text import encode_texts
 
-    out = check_out(args.out)
+    out = check_out(args)
     store = open_store(args.decomposition)
     shape = store.meta["shape"]
     head = parse_head(args.head, shape["layers"], shape["heads"])
@@ -60,15 +62,16 @@ def run(args: argparse.Namespace) -> int:
     what = f"text {args.text!r}" if args.text is not None else f"image {args.image}"
     results = [{"rank": r + 1, "id": ids[i], "index": i, "path": str(store.image_path(i)), "score": s}
                for r, (i, s) in enumerate(zip(order, scores, strict=True))]  # fmt: skip
-    write_json(out / "results.json", {"store": store.describe(), "head": str(head), "query": what,
-                                      "centred": args.centre, "results": results})  # fmt: skip
-    contact_sheet(
-        [r["path"] for r in results],
-        [f"#{r['rank']} {r['id']}  {r['score']:.3f}" for r in results],
-        out / "contact_sheet.png",
-        title=f"{head}: nearest to {what} (cosine of {'centred ' if args.centre else ''}head contributions)",
-        query=(store.image_path(query_index), f"query {args.image}") if query_index is not None else None,
-    )
+    with staged_dir(out) as stage:
+        write_json(stage / "results.json", {"store": store.describe(), "head": str(head), "query": what,
+                                            "centred": args.centre, "results": results})  # fmt: skip
+        contact_sheet(
+            [r["path"] for r in results],
+            [f"#{r['rank']} {r['id']}  {r['score']:.3f}" for r in results],
+            stage / "contact_sheet.png",
+            title=f"{head}: nearest to {what} (cosine of {'centred ' if args.centre else ''}head contributions)",
+            query=(store.image_path(query_index), f"query {args.image}") if query_index is not None else None,
+        )
     for r in results:
         print(f"{r['rank']:>3}  {r['score']:.3f}  {r['id']}")
     print(f"wrote {out}/results.json, contact_sheet.png")

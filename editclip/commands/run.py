@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from ..spec import EditSpec
+from ._common import add_overwrite_arg
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -19,7 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("spec", help="the edit spec (YAML)")
     parser.add_argument("--out", help="report folder (default out/<spec file name>)")
-    parser.add_argument("--overwrite", action="store_true", help="write into a non-empty --out / export folder")
+    add_overwrite_arg(parser, "the files of a non-empty --out and export folder")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ... (default cpu)")
     parser.add_argument("--cache", help="folder for decomposition stores (default: editclip's cache)")
     parser.add_argument("--batch-size", type=int, default=32)

@@ -8,11 +8,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .._io import save_figure, write_json
+from .._io import prepare_output, save_figure, staged_dir, write_json
 from ..errors import EditclipError
 from ..names import parse_head
 from ..spec import TEMPLATE_SETS
-from ._common import add_model_args, backbone_from_args
+from ._common import add_model_args, add_overwrite_arg, backbone_from_args
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -49,6 +49,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--text", required=True, help="the text whose direction is mapped")
     p.add_argument("--templates", nargs="+", help="template set name or format strings with one {} (default: none)")
     p.add_argument("--out", required=True, help="output folder")
+    add_overwrite_arg(p, "the files of a non-empty --out")
     p.set_defaults(func=run_headmap)
 
     p = sub.add_parser(
@@ -78,6 +79,7 @@ def _add_map_args(p: argparse.ArgumentParser, default_templates: str = "none") -
     p.add_argument("--templates", nargs="+", help=help_text)
     p.add_argument("--layers", default="all", help="layers whose heads are summed: all, last:4, L8-11 (default all)")
     p.add_argument("--out", required=True, help="output folder")
+    add_overwrite_arg(p, "the files of a non-empty --out")
 
 
 def _templates(values: Sequence[str] | None) -> str | list[str] | None:
@@ -146,23 +148,24 @@ def _overlay_figure(image: Tensor, heatmap: Tensor, title: str) -> object:
 def run_segment(args: argparse.Namespace) -> int:
     from ..spatial import class_embeddings, head_mask, heatmaps
 
+    out = prepare_output(args.out, args.overwrite, "dir")
     files = _check_images(args.image)
     bb = backbone_from_args(args)
     head_mask(bb, args.layers, args.heads)  # reject a bad selection before any work
     class_emb = class_embeddings(bb, args.classes, _templates(args.templates))
     images, display = _read_images(bb, files)
     result = heatmaps(bb, images, class_emb, layers=args.layers, heads=args.heads)
-    out = Path(args.out)
     names = _out_names(files)
     records = []
-    for i, path in enumerate(files):
-        target = int(result.target[i])
-        cosines = {c: round(float(v), 5) for c, v in zip(args.classes, result.logits[i], strict=True)}
-        title = f"{args.classes[target]} (cos {cosines[args.classes[target]]:.3f}), layers {args.layers}"
-        save_figure(_overlay_figure(display[i], result.maps[i], title), out / names[i])
-        records.append({"image": str(path), "png": names[i], "class": args.classes[target], "cosines": cosines})
-    write_json(out / "segment.json", {"model": bb.model_id, "layers": args.layers, "heads": args.heads,
-                                      "templates": args.templates, "images": records})  # fmt: skip
+    with staged_dir(out) as stage:
+        for i, path in enumerate(files):
+            target = int(result.target[i])
+            cosines = {c: round(float(v), 5) for c, v in zip(args.classes, result.logits[i], strict=True)}
+            title = f"{args.classes[target]} (cos {cosines[args.classes[target]]:.3f}), layers {args.layers}"
+            save_figure(_overlay_figure(display[i], result.maps[i], title), stage / names[i])
+            records.append({"image": str(path), "png": names[i], "class": args.classes[target], "cosines": cosines})
+        write_json(stage / "segment.json", {"model": bb.model_id, "layers": args.layers, "heads": args.heads,
+                                            "templates": args.templates, "images": records})  # fmt: skip
     print(f"{out}: {len(files)} heatmaps ({bb.model_id}, layers {args.layers})")
     return 0
 
@@ -170,17 +173,18 @@ def run_segment(args: argparse.Namespace) -> int:
 def run_headmap(args: argparse.Namespace) -> int:
     from ..spatial import head_map
 
+    out = prepare_output(args.out, args.overwrite, "dir")
     files = _check_images(args.image)
     parse_head(args.head)  # the syntax, before loading the model
     bb = backbone_from_args(args)
     ref = parse_head(args.head, bb.shape.layers, bb.shape.heads)
     images, display = _read_images(bb, files)
     result = head_map(bb, images, ref, args.text, templates=_templates(args.templates))
-    out = Path(args.out)
-    for i, name in enumerate(_out_names(files, f"_{ref}")):
-        low, high = float(result.patch_scores[i].min()), float(result.patch_scores[i].max())
-        title = f"{ref} along {args.text!r}\npatch scores {low:.3g} .. {high:.3g}"
-        save_figure(_overlay_figure(display[i], result.maps[i], title), out / name)
+    with staged_dir(out) as stage:
+        for i, name in enumerate(_out_names(files, f"_{ref}")):
+            low, high = float(result.patch_scores[i].min()), float(result.patch_scores[i].max())
+            title = f"{ref} along {args.text!r}\npatch scores {low:.3g} .. {high:.3g}"
+            save_figure(_overlay_figure(display[i], result.maps[i], title), stage / name)
     print(f"{out}: {len(files)} head maps of {ref} along {args.text!r} ({bb.model_id})")
     return 0
 
@@ -237,6 +241,7 @@ def run_eval(args: argparse.Namespace) -> int:
 
     if args.batch_size < 1 or (args.max_images is not None and args.max_images < 1) or args.examples < 0:
         raise EditclipError("--batch-size and --max-images must be >= 1 and --examples >= 0")
+    out = prepare_output(args.out, args.overwrite, "dir")
     ds, data_classes, kind = _open_data(args.data, args.split)
     classes = args.classes or data_classes
     templates = _templates(args.templates)
@@ -276,20 +281,20 @@ def run_eval(args: argparse.Namespace) -> int:
             examples[key].append(value[:keep])
     scores = {m: meters[m].result() for m in METHODS}
 
-    out = Path(args.out)
     counts = torch.bincount(torch.cat(predicted), minlength=len(classes))
-    write_json(out / "segment_eval.json", {
-        "model": bb.model_id, "fingerprint": bb.fingerprint, "data": str(args.data), "kind": kind,
-        "split": args.split, "n_images": count, "layers": args.layers,
-        "templates": templates if isinstance(templates, str) else list(templates),
-        "classes": classes,
-        "predicted_class_counts": {classes[i]: int(n) for i, n in enumerate(counts) if n > 0},
-        "protocol": "Chefer et al.: min-max maps, foreground = map > its mean; IoU and pixel accuracy summed over "
-        "images; mAP = mean per-image AP of [1 - map, map] against one-hot [bg, fg]",
-        "methods": {m: s.as_dict() for m, s in scores.items()},
-    })  # fmt: skip
-    if args.examples > 0:
-        save_figure(_examples_figure({k: torch.cat(v) for k, v in examples.items()}), out / "examples.png")
+    with staged_dir(out) as stage:
+        write_json(stage / "segment_eval.json", {
+            "model": bb.model_id, "fingerprint": bb.fingerprint, "data": str(args.data), "kind": kind,
+            "split": args.split, "n_images": count, "layers": args.layers,
+            "templates": templates if isinstance(templates, str) else list(templates),
+            "classes": classes,
+            "predicted_class_counts": {classes[i]: int(n) for i, n in enumerate(counts) if n > 0},
+            "protocol": "Chefer et al.: min-max maps, foreground = map > its mean; IoU and pixel accuracy summed over "
+            "images; mAP = mean per-image AP of [1 - map, map] against one-hot [bg, fg]",
+            "methods": {m: s.as_dict() for m, s in scores.items()},
+        })  # fmt: skip
+        if args.examples > 0:
+            save_figure(_examples_figure({k: torch.cat(v) for k, v in examples.items()}), stage / "examples.png")
     shown = ", ".join(classes[:8]) + (", ..." if len(classes) > 8 else "")
     print(f"{bb.model_id} on {args.data} ({count} images, {kind}, layers {args.layers}):")
     print(f"{len(classes)} candidate classes: {shown}")
@@ -328,3 +333,4 @@ def _examples_figure(rows: dict[str, Tensor]) -> object:
             if r == 0:
                 ax.set_title(key, fontsize=9)
     return fig
+

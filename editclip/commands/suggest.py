@@ -7,10 +7,10 @@ import json
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
-from .._io import write_json
+from .._io import prepare_output, write_json
 from ..errors import EditclipError
 from ..spec import TEMPLATE_SETS
-from ._common import add_data_args, add_model_args, backbone_from_args, dataset_from_args
+from ._common import add_data_args, add_model_args, add_overwrite_arg, backbone_from_args, dataset_from_args
 
 if TYPE_CHECKING:
     from ..backbone import Backbone
@@ -59,6 +59,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                      "accepts (fraction, default 0.05)")  # fmt: skip
     out.add_argument("--show", type=int, default=20, help="rows of the ranking to print (default 20)")
     out.add_argument("--json", metavar="FILE", help="also write the ranking (and pick) as JSON")
+    add_overwrite_arg(out, "an existing --json file")
     parser.set_defaults(func=run)
 
 
@@ -68,6 +69,8 @@ def run(args: argparse.Namespace) -> int:
     from ..suggest import head_scores, pick_top_k, spec_fragment, word_scores
     from ..text import encode_texts, load_pool
 
+    if args.json:
+        prepare_output(args.json, args.overwrite, "file", what="--json")
     _check_args(args)
     store, bb = _store_and_backbone(args)
     need_model = bool(args.texts or args.words or args.classes)

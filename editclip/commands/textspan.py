@@ -7,8 +7,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .._constants import VARIANTS
+from .._io import prepare_output, staged_dir
 from ..errors import EditclipError
 from ..names import parse_layers
+from ._common import add_overwrite_arg
 
 if TYPE_CHECKING:
     from ..store import DecompositionStore
@@ -28,6 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_textspan_args(parser)
     parser.add_argument("--device", default="cpu", help="device for the text tower and TextSpan (default cpu)")
     parser.add_argument("--out", required=True, help="report folder")
+    add_overwrite_arg(parser, "the files of a non-empty --out")
     parser.set_defaults(func=run)
 
 
@@ -58,11 +61,9 @@ def open_store(path: str) -> DecompositionStore:
     return store
 
 
-def check_out(path: str) -> Path:
-    out = Path(path)
-    if out.exists() and not out.is_dir():
-        raise EditclipError(f"--out {path!r} exists and is not a folder")
-    return out
+def check_out(args: argparse.Namespace) -> Path:
+    """The --out folder, checked before any work: creatable, writable, and empty unless --overwrite."""
+    return prepare_output(args.out, args.overwrite, "dir")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -70,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     from ..store import backbone_for_store
     from ..text import encode_texts, load_pool
 
-    out = check_out(args.out)
+    out = check_out(args)
     store = open_store(args.decomposition)
     layers = parse_layers(args.layers, store.meta["shape"]["layers"])
     pool = load_pool(args.pool)
@@ -86,7 +87,8 @@ def run(args: argparse.Namespace) -> int:
                       device=args.device, precision=args.precision, progress=True)  # fmt: skip
     report = head_report(result, heads, store=store.describe(), pool=args.pool, pool_size=len(pool),
                          m=args.m, k=args.k if args.variant == "official" else None, layers=layers)  # fmt: skip
-    paths = write_head_report(report, out)
+    with staged_dir(out) as stage:
+        paths = [out / p.name for p in write_head_report(report, stage)]
     for row in report["heads"]:
         print(f"{row['head']:>8} {100 * row['explained']:5.1f}%  " + " | ".join(t["text"] for t in row["texts"][:3]))
     print("wrote " + ", ".join(str(p) for p in paths))

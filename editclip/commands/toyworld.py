@@ -8,7 +8,9 @@ import shlex
 import sys
 from pathlib import Path
 
+from .._io import prepare_output
 from ..errors import EditclipError
+from ._common import add_overwrite_arg
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -25,7 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     make.add_argument("--n-train", type=int, default=2000)
     make.add_argument("--n-val", type=int, default=800)
     make.add_argument("--n-test", type=int, default=2000, help="val and test cycle through the 4 groups")
-    make.add_argument("--force", action="store_true", help="replace a non-empty --out")
+    add_overwrite_arg(make, "a non-empty --out", alias="--force")
     make.set_defaults(func=run_make)
 
     train = jobs.add_parser("train", help="train the tiny CLIP contrastively on the captioned toy world (CPU)")
@@ -36,7 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     train.add_argument("--n-images", type=int, help="images rendered once and re-captioned at each use")
     train.add_argument("--config", help="open_clip model-config JSON (default: the shipped one)")
     train.add_argument("--threads", type=int, default=2, help="torch CPU threads")
-    train.add_argument("--force", action="store_true", help="overwrite those files in --out")
+    add_overwrite_arg(train, "config.json, toyclip.safetensors and training.json in --out", alias="--force")
     train.set_defaults(func=run_train)
 
     rep = jobs.add_parser("report", help="per-group zero-shot accuracy and the place heads of a toy-world CLIP")
@@ -49,7 +51,7 @@ def run_make(args: argparse.Namespace) -> int:
     from ..toyworld.write import write_dataset
 
     counts = (args.n_train, args.n_val, args.n_test)
-    out = write_dataset(args.out, seed=args.seed, counts=counts, force=args.force)
+    out = write_dataset(args.out, seed=args.seed, counts=counts, overwrite=args.overwrite)
     print(f"{out}: toy world seed {args.seed}, train/val/test {counts[0]}/{counts[1]}/{counts[2]} images")
     return 0
 
@@ -70,7 +72,7 @@ def run_train(args: argparse.Namespace) -> int:
     if not config_path.is_file():
         raise EditclipError(f"--config {str(config_path)!r} does not exist")
     out = Path(args.out)
-    _check_train_out(out, args.force)
+    _check_train_out(out, args.overwrite)
     torch.set_num_threads(args.threads)
     cfg = TrainConfig(seed=args.seed, **overrides)
     if cfg.batch_size > cfg.n_images:
@@ -84,14 +86,13 @@ def run_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_train_out(out: Path, force: bool) -> None:
+def _check_train_out(out: Path, overwrite: bool) -> None:
     from ..toyworld.ship import RUN_FILES
 
-    if out.exists() and not out.is_dir():
-        raise EditclipError(f"--out {str(out)!r} exists and is not a folder")
+    prepare_output(out, overwrite=True, kind="dir")  # creatable and writable; only its run files are replaced
     present = [name for name in RUN_FILES if (out / name).exists()]
-    if present and not force:
-        raise EditclipError(f"--out {str(out)!r} already has {present}; pass --force to overwrite them")
+    if present and not overwrite:
+        raise EditclipError(f"--out {str(out)!r} already has {present}; pass --overwrite to replace them")
 
 
 def run_report(args: argparse.Namespace) -> int:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import os
 import shutil
-import tempfile
 from collections import Counter
 from dataclasses import asdict
 from pathlib import Path
@@ -13,7 +12,7 @@ from pathlib import Path
 from PIL import Image
 from tqdm import tqdm
 
-from .._io import write_json
+from .._io import prepare_output, temp_dir, write_json
 from ..errors import EditclipError
 from .world import CLASSES, WorldConfig, dataset_scene, render
 
@@ -23,36 +22,29 @@ COLUMNS: tuple[str, ...] = (
 )
 
 
-def check_output_folder(out: Path, force: bool) -> None:
-    """Refuse an existing non-empty `out` unless `force`, before anything is generated."""
-    if out.exists() and not out.is_dir():
-        raise EditclipError(f"--out {str(out)!r} exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()) and not force:
-        raise EditclipError(f"--out {str(out)!r} exists and is not empty; pass --force to replace it")
-
-
 def write_dataset(
     out: str | os.PathLike[str],
     *,
     seed: int = 0,
     counts: tuple[int, int, int] = (2000, 800, 2000),
     cfg: WorldConfig | None = None,
-    force: bool = False,
+    overwrite: bool = False,
     progress: bool = True,
 ) -> Path:
     """Generate train/val/test splits of `counts` images into `out`, atomically (temp folder, then rename).
+
+    A non-empty `out` is replaced only with ``overwrite``. The temporary folder is named like every editclip
+    temporary, so one left by a killed run is removed by the next.
 
     Train keeps the spurious correlation (place == y with probability ``cfg.correlation``); val and
     test cycle through the four (y, place) groups, so their group sizes differ by at most one.
     """
     cfg = cfg or WorldConfig()
     out = Path(out)
-    check_output_folder(out, force)
     if any(n < 0 for n in counts):
         raise EditclipError(f"image counts must be >= 0, got {counts}")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    tmp.chmod(0o755)  # mkdtemp makes it private; the result is an ordinary folder
+    prepare_output(out, overwrite, "dir")
+    tmp = temp_dir(out)
     try:
         rows = _write_images(tmp, seed, counts, cfg, progress)
         with open(tmp / "metadata.csv", "w", newline="", encoding="utf-8") as f:
@@ -99,7 +91,7 @@ def _write_images(root: Path, seed: int, counts: tuple[int, int, int], cfg: Worl
 def _replace_folder(tmp: Path, out: Path) -> None:
     """Move the finished `tmp` onto `out`; an old `out` is only removed once the new one is in place."""
     if out.is_dir() and any(out.iterdir()):
-        old = out.with_name(f".{out.name}.old-{os.getpid()}")
+        old = temp_dir(out)
         os.replace(out, old)
         os.replace(tmp, out)
         shutil.rmtree(old)
