@@ -95,6 +95,7 @@ def reference(tiny_files: tuple[Path, Path], tiny_waterbirds: Path, tmp_path_fac
     return _store_bytes(out)
 
 
+@pytest.mark.slow
 def test_sigkill_mid_decompose_then_rerun_equals_an_uninterrupted_run(
     tiny_files: tuple[Path, Path], tiny_waterbirds: Path, tmp_path: Path, reference: dict
 ) -> None:
@@ -109,6 +110,7 @@ def test_sigkill_mid_decompose_then_rerun_equals_an_uninterrupted_run(
     assert _store_bytes(out) == reference  # bit for bit, and no lock or temporary left
 
 
+@pytest.mark.slow
 def test_two_decompose_runs_take_turns(
     tiny_files: tuple[Path, Path], tiny_waterbirds: Path, tmp_path: Path, reference: dict,
     capsys: pytest.CaptureFixture[str],
@@ -215,6 +217,7 @@ def _spec(tmp_path: Path, tiny_files: tuple[Path, Path], data: Path, export_dir:
     return path
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("job", ["run", "export", "toyworld make"])
 def test_sigkill_mid_write_then_a_plain_rerun_succeeds(
     job: str, tiny_files: tuple[Path, Path], tiny_waterbirds: Path, tmp_path: Path
