@@ -93,7 +93,10 @@ class DecompositionStore:
             raise EditclipError(
                 f"{str(root)!r} is not a decomposition store (no meta.json); make one with `editclip decompose`"
             )
-        meta = json.loads(meta_path.read_text())
+        try:
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError) as err:
+            raise EditclipError(f"store {str(root)!r}: meta.json is not valid JSON ({err}); decompose again") from None
         if meta.get("format_version") != FORMAT_VERSION:
             raise EditclipError(
                 f"store {str(root)!r} has format {meta.get('format_version')}; this editclip reads {FORMAT_VERSION}"

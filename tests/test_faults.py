@@ -240,3 +240,11 @@ def test_sigkill_mid_write_then_a_plain_rerun_succeeds(
     assert left and all(name.startswith(".editclip-tmp-") for name in left), left  # recognisable temporaries only
     assert cli.main(args) == 0  # nothing blocks the rerun (no --overwrite needed)
     assert not list(work.rglob(".editclip-tmp-*"))  # and the dead run's temporaries are gone
+
+
+def test_a_corrupt_store_meta_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "s").mkdir()
+    (tmp_path / "s" / "meta.json").write_bytes(b'{"format_version": 1, "count"')
+    assert cli.main(["textspan", "--decomposition", str(tmp_path / "s"), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "meta.json is not valid JSON" in err and _one_error_line(err) and not (tmp_path / "o").exists()
