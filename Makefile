@@ -10,7 +10,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q torch==2.14.1 torchvision==0.29.1
-	$(BIN)/python -m pip install -q -e ".[test,cpu]"
+	$(BIN)/python -m pip install -q -e ".[test]"
 	touch $(STAMP)
 
 # Re-running replaces only a previous demo's own output (recognised by its demo.json).

@@ -10,7 +10,7 @@ Decomposition
 Naming heads
     textspan, TextSpanResult, encode_texts
 Editing
-    EditSpec, compile, CompiledEdit, EditedCLIP, EditTensors, run_spec, RunResult
+    EditSpec, shipped_specs, shipped_spec, compile, CompiledEdit, EditedCLIP, EditTensors, run_spec, RunResult
 Evaluation
     zero_shot_classifier, group_metrics
 Export
@@ -41,6 +41,8 @@ _EXPORTS = {
     "TextSpanResult": ("._textspan", "TextSpanResult"),
     "encode_texts": (".text", "encode_texts"),
     "EditSpec": (".spec", "EditSpec"),
+    "shipped_specs": (".spec.shipped", "shipped_specs"),
+    "shipped_spec": (".spec.shipped", "shipped_spec"),
     "compile": ("._compile", "compile_edit"),  # editclip.compile(spec, bb), as the design names it
     "CompiledEdit": ("._compile", "CompiledEdit"),
     "EditedCLIP": (".edited", "EditedCLIP"),
@@ -61,7 +63,7 @@ __all__ = [
     "Backbone", "CompiledEdit", "Decomposition", "DecompositionStore", "EditSpec", "EditTensors", "EditclipError",
     "EditedCLIP", "OnnxImageEncoder", "RunResult", "TextSpanResult", "UnsupportedModelError", "VitShape",
     "__version__", "compile", "decompose", "encode_texts", "export_onnx", "group_metrics", "load", "load_edit",
-    "run_spec", "save_edit", "textspan", "toyworld", "zero_shot_classifier",
+    "run_spec", "save_edit", "shipped_spec", "shipped_specs", "textspan", "toyworld", "zero_shot_classifier",
 ]  # fmt: skip
 
 if TYPE_CHECKING:
@@ -77,6 +79,7 @@ if TYPE_CHECKING:
     from .export import OnnxImageEncoder, export_onnx, load_edit, save_edit
     from .runner import RunResult, run_spec
     from .spec import EditSpec
+    from .spec.shipped import shipped_spec, shipped_specs
     from .store import DecompositionStore
     from .text import encode_texts
 

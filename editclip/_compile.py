@@ -61,6 +61,14 @@ class CompiledEdit:
     raw_stats: dict[str, Tensor] = field(default_factory=dict, repr=False)  # for the weights target
     head_edits: dict[tuple[int, int], Tensor] = field(default_factory=dict, repr=False)  # output-space A
 
+    def __repr__(self) -> str:
+        calibration = self.provenance.get("calibration") or {}
+        source = f"{calibration.get('name', '?')} ({calibration.get('split') or 'all'})" if calibration else "?"
+        name = f"{self.spec.name}: " if self.spec.name else ""
+        return (f"CompiledEdit({name}{self.backbone.model_id} [{self.fingerprint}], target {self.spec.target}, "
+                f"{self.convention}; {len(self.spec.edits)} edits -> {self.tensors!r}; calibration {source}, "
+                f"{self.provenance.get('calibration_count', '?')} images)")  # fmt: skip
+
     def wrapper(self) -> EditedCLIP:
         """The edited model with direct-effect semantics."""
         return EditedCLIP(self.backbone.model, self.tensors)

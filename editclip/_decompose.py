@@ -54,6 +54,15 @@ class Decomposition:
     def __len__(self) -> int:
         return self.heads.shape[0]
 
+    def __repr__(self) -> str:
+        n, layers, heads, dim = self.heads.shape
+        tokens = ""
+        if self.tokens:
+            first = next(iter(self.tokens.values()))
+            tokens = f", tokens of {', '.join(f'L{layer}' for layer in sorted(self.tokens))} [{first.shape[2]} each]"
+        return (f"Decomposition({n} images, {layers} layers x {heads} heads, D={dim}, {self.convention}, "
+                f"{str(self.heads.dtype).removeprefix('torch.')}{tokens})")  # fmt: skip
+
     @property
     def n_layers(self) -> int:
         return self.heads.shape[1]

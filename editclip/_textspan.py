@@ -56,6 +56,8 @@ from .errors import EditclipError
 from .names import HeadRef
 
 if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
     from .store import DecompositionStore
 
 Variant = Literal["paper", "official"]
@@ -97,6 +99,22 @@ class TextSpanResult:
     k: int | None = None
     k_used: Tensor | None = None
     texts: list[str] | list[list[str]] | None = None
+
+    def __repr__(self) -> str:
+        m, dim = self.basis.shape[-2:]
+        final = self.explained[..., -1].reshape(-1) if m else self.explained.new_zeros(1)
+        if final.numel() == 1:
+            heads, explained = "one head", f"explained {100 * float(final[0]):.1f}%"
+        else:
+            heads = f"{final.numel()} heads"
+            explained = (f"explained {100 * float(final.min()):.1f}..{100 * float(final.max()):.1f}% "
+                         f"(mean {100 * float(final.mean()):.1f}%)")  # fmt: skip
+        first = ""
+        if self.texts:
+            names = self.texts if isinstance(self.texts[0], str) else self.texts[0]
+            shown = ", ".join(repr(t) for t in names[:3]) + (", ..." if len(names) > 3 else "")
+            first = f"; {'texts' if final.numel() == 1 else 'first head'}: {shown}"
+        return f"TextSpanResult({self.variant}, {heads}, m={m}, D={dim}, {explained}{first})"
 
     def reconstruct(self, C: Tensor | np.ndarray) -> Tensor:
         """mean + projection of the centred data onto the basis.
@@ -441,9 +459,10 @@ def report_markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot_head_overview(report: dict[str, Any], path: str | os.PathLike[str]) -> None:
-    """PNG: per head, its share of the variance of all reported heads (left) and the variance
-    explained by each successive text as a stacked bar (right), labelled with the first text."""
+def plot_head_overview(report: dict[str, Any], path: str | os.PathLike[str] | None = None) -> Figure:
+    """Per head, its share of the variance of all reported heads (left) and the variance explained by
+    each successive text as a stacked bar (right), labelled with the first text. Returns the Figure;
+    saves it as PNG only when `path` is given."""
     from matplotlib import colormaps
     from matplotlib.figure import Figure
 
@@ -474,7 +493,9 @@ def plot_head_overview(report: dict[str, Any], path: str | os.PathLike[str]) -> 
     left.set_title("head's share of the variance", fontsize=9)
     right.set_title(f"TextSpan ({report['variant']}) with pool {report.get('pool', '?')}: the first text of "
                     "each head is in its label", fontsize=9)  # fmt: skip
-    save_figure(fig, path)
+    if path is not None:
+        save_figure(fig, path)
+    return fig
 
 
 def _describe(value: Any) -> str:

@@ -45,6 +45,15 @@ class Backbone:
     pretrained: str | None
     source: dict[str, Any] = field(default_factory=dict)
 
+    def __repr__(self) -> str:
+        s = self.shape
+        weights = f"pretrained {self.pretrained}" if self.pretrained else "random weights"
+        known = self.__dict__.get("fingerprint")  # hashing the weights is not a repr's job; shown once computed
+        dtype = str(self.dtype).removeprefix("torch.")
+        return (f"Backbone({self.model_id}, {weights}, {s.layers} layers x {s.heads} heads, width {s.width}, "
+                f"D={s.embed_dim}, {s.image_size[0]}x{s.image_size[1]}, {self.device} {dtype}"
+                f"{f' [{known}]' if known else ''})")  # fmt: skip
+
     @property
     def family(self) -> str:
         """The model family's adapter name (``open_clip``, ...)."""

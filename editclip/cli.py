@@ -24,6 +24,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "decompose",
     "bench",
     "spec",
+    "specs",
     "segment",
     "textspan",
     "curves",

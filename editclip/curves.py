@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -29,6 +29,9 @@ from ._io import save_figure
 from ._textspan import Variant, store_heads, textspan
 from .errors import EditclipError
 from .store import DecompositionStore
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
 def check_calibration(store: DecompositionStore, calibration: DecompositionStore) -> None:
@@ -181,9 +184,10 @@ def textspan_curve(
 
 
 def plot_curves(
-    ablation: dict[str, Any] | None, reconstruction: dict[str, Any] | None, path: str | os.PathLike[str]
-) -> None:
-    """PNG with one panel per computed curve: mean-ablation (Fig. 2) and TextSpan reconstruction (Fig. 3)."""
+    ablation: dict[str, Any] | None, reconstruction: dict[str, Any] | None, path: str | os.PathLike[str] | None = None
+) -> Figure:
+    """One panel per computed curve: mean-ablation (Fig. 2) and TextSpan reconstruction (Fig. 3). Returns
+    the Figure; saves it as PNG only when `path` is given."""
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
@@ -222,4 +226,6 @@ def plot_curves(
     fig.suptitle(f"{first['evaluated']['path']} ({first['evaluated']['count']} images); means and bases from "
                  f"{first['calibration']['path']} ({first['means_from']})", fontsize=9)  # fmt: skip
     fig.tight_layout()
-    save_figure(fig, path)
+    if path is not None:
+        save_figure(fig, path)
+    return fig

@@ -25,6 +25,7 @@ from typing import Any
 from ._compile import calibration_store
 from ._constants import DEMO_COUNTS
 from ._io import prepare_output, write_json, write_text
+from ._requires import require_onnxruntime
 from ._textspan import textspan
 from .backbone import Backbone
 from .data import load_dataset
@@ -77,6 +78,7 @@ def run_demo(
     from .toyworld.write import write_dataset
 
     start = time.perf_counter()
+    require_onnxruntime("the demo (its ONNX export is checked with onnxruntime)")
     out = Path(out)
     prepare_output(out, overwrite, "dir", what="output folder")
     model_spec = ModelSpec.model_validate(model or {"toyworld": True})

@@ -41,6 +41,21 @@ class EditTensors:
     ablate_embed: Tensor  # [] bool
     embed_mean: Tensor  # [D]
 
+    def __repr__(self) -> str:
+        parts = [f"D={self.embed_mean.shape[-1]}"]
+        counted = {
+            "heads mean-ablated": self.ablate_heads,
+            "heads projected": self.project_heads,
+            "MLPs mean-ablated": self.ablate_mlps,
+            "layer biases mean-ablated": self.ablate_biases,
+        }
+        for what, index in counted.items():
+            if index.numel():
+                parts.append(f"{index.numel()} {what}")
+        if bool(self.ablate_embed):
+            parts.append("embed mean-ablated")
+        return f"EditTensors({', '.join(parts) if len(parts) > 1 else parts[0] + ', no edits'})"
+
     @classmethod
     def empty(cls, dim: int) -> EditTensors:
         """No edit at all (the identity)."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -23,6 +23,9 @@ from ._io import save_figure
 from .backbone import Backbone
 from .errors import EditclipError
 from .spec import TEMPLATE_SETS
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 Template = str | Callable[[str], str]
 
@@ -104,6 +107,12 @@ class GroupReport:
 
     columns: tuple[str, ...]
     groups: tuple[GroupStat, ...]
+
+    def __repr__(self) -> str:
+        adjusted = "" if self.adj_acc_avg is None else f", adjusted {100 * self.adj_acc_avg:.1f}%"
+        return (f"GroupReport({', '.join(self.columns)}: {len(self.groups)} groups, {self.count} images; "
+                f"average {100 * self.acc_avg:.1f}%{adjusted}, worst group {100 * self.acc_wg:.1f}% "
+                f"({self.worst.name}))")  # fmt: skip
 
     @property
     def count(self) -> int:
@@ -254,9 +263,9 @@ def format_table(reports: Mapping[str, GroupReport]) -> str:
     return "\n".join(line.rstrip() for line in lines)
 
 
-def plot_groups(reports: Mapping[str, GroupReport], path: str | Path, title: str | None = None) -> None:
-    """Bar chart PNG of per-group, average and worst-group accuracy, one bar per report side by side
-    (e.g. baseline and edited), saved atomically."""
+def plot_groups(reports: Mapping[str, GroupReport], path: str | Path | None = None, title: str | None = None) -> Figure:
+    """Bar chart of per-group, average and worst-group accuracy, one bar per report side by side (e.g.
+    baseline and edited). Returns the Figure; saves it as PNG (atomically) only when `path` is given."""
     from matplotlib.figure import Figure
 
     if not reports:
@@ -283,7 +292,9 @@ def plot_groups(reports: Mapping[str, GroupReport], path: str | Path, title: str
     ax.legend(loc="upper center", ncol=len(reports), fontsize=8, frameon=False)
     if title:
         ax.set_title(title)
-    save_figure(fig, path)
+    if path is not None:
+        save_figure(fig, path)
+    return fig
 
 
 def _group_names(reports: Mapping[str, GroupReport]) -> list[str]:

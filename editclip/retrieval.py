@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -19,6 +20,9 @@ from torch import Tensor
 
 from ._io import save_figure
 from .errors import EditclipError
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
 def rank_by_head(
@@ -50,12 +54,13 @@ def rank_by_head(
 def contact_sheet(
     paths: Sequence[str | os.PathLike[str]],
     captions: Sequence[str],
-    out: str | os.PathLike[str],
-    title: str,
+    out: str | os.PathLike[str] | None = None,
+    title: str = "",
     query: tuple[str | os.PathLike[str], str] | None = None,
     columns: int = 4,
-) -> None:
-    """PNG grid of images with captions, the query image (path, caption) first and framed when given."""
+) -> Figure:
+    """Grid of images with captions, the query image (path, caption) first and framed when given. Returns
+    the Figure; saves it as PNG to `out` only when given."""
     from matplotlib.figure import Figure
 
     tiles = [(query[0], query[1], True)] if query else []
@@ -76,8 +81,11 @@ def contact_sheet(
             spine.set_linewidth(3 if is_query else 1)
     for ax in axes[len(tiles) :]:
         ax.set_axis_off()
-    fig.suptitle(title, fontsize=10)
-    save_figure(fig, out)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    if out is not None:
+        save_figure(fig, out)
+    return fig
 
 
 def _thumbnail(path: str | os.PathLike[str], size: int = 224) -> np.ndarray:

@@ -28,6 +28,7 @@ import torch
 
 from ._compile import CompiledEdit, calibration_store, compile_edit
 from ._io import prepare_output, staged_dir, write_json, write_text
+from ._requires import require_onnxruntime
 from ._version import __version__
 from .backbone import Backbone, describe_preprocessing, load
 from .data import ImageDataset, load_dataset
@@ -45,10 +46,16 @@ class RunResult:
     """What a run measured and wrote. ``reports`` holds the group reports by column name
     (``baseline``, ``edited``; ``edited (direct)`` as well for the weights target)."""
 
-    out: Path
+    out: Path | None  # None: nothing was written
     report: dict[str, Any]
     reports: dict[str, GroupReport] = field(default_factory=dict)
     compiled: CompiledEdit | None = None
+
+    def __repr__(self) -> str:
+        where = f"written to {str(self.out)!r}" if self.out is not None else "nothing written"
+        metrics = "; ".join(f"{name}: average {100 * r.acc_avg:.1f}%, worst group {100 * r.acc_wg:.1f}%"
+                            for name, r in self.reports.items())  # fmt: skip
+        return f"RunResult({self.report.get('name') or 'unnamed'}, {metrics or 'not evaluated'}; {where})"
 
     @property
     def table(self) -> str:
@@ -89,7 +96,7 @@ def _timed(timings: dict[str, float], step: str) -> Iterator[None]:
 
 def run_spec(
     spec: EditSpec,
-    out: str | Path,
+    out: str | Path | None,
     *,
     overwrite: bool = False,
     device: str | torch.device = "cpu",
@@ -102,15 +109,19 @@ def run_spec(
     """Compile, evaluate and export ``spec``; write the report into ``out`` and return it.
 
     ``exact_check=False`` skips running the wrapper on the evaluation images (the weights target always
-    runs its patched model, which is its result).
+    runs its patched model, which is its result). ``out=None`` writes nothing (no report files, and the
+    spec's export section is skipped); the decomposition cache is still used. The returned result holds
+    the metrics (``reports``), the report dict and the compiled edit either way.
     """
-    out = prepare_output(out, overwrite, "dir", what="output folder")
+    out = None if out is None else prepare_output(out, overwrite, "dir", what="output folder")
     exporter = None
-    if spec.export is not None:
+    if spec.export is not None and out is not None:
         export_dir = prepare_output(spec.export.dir, overwrite, "dir", what="export folder")
         if export_dir.resolve() == out.resolve():
             raise EditclipError(f"export folder {str(export_dir)!r} is the report folder; give the export its own")
         exporter = _exporter()
+        if "onnx" in spec.export.formats:
+            require_onnxruntime("the spec's ONNX export (checked against torch with onnxruntime)")
     if batch_size < 1:
         raise EditclipError(f"batch size must be positive, got {batch_size}")
     timings: dict[str, float] = {}
@@ -137,8 +148,11 @@ def run_spec(
     if evaluation is not None:
         with _timed(timings, "evaluate"):
             _evaluate(spec, bb, compiled, evaluation, result, cache_dir, batch_size, exact_check, log)
+    if out is None:
+        report["seconds"] = timings
+        return result
     with contextlib.ExitStack() as staged:  # both folders appear only once everything succeeded
-        if spec.export is not None:
+        if exporter is not None:
             stage = staged.enter_context(staged_dir(spec.export.dir))
             with _timed(timings, "export"):
                 written = exporter.export_compiled(compiled, stage, spec.export.formats)

@@ -156,6 +156,16 @@ class DecompositionStore:
                 chunks.rmdir()
         return True
 
+    def __repr__(self) -> str:
+        meta, shape, data = self.meta, self.meta.get("shape") or {}, self.meta.get("dataset") or {}
+        model = (meta.get("model") or {}).get("name", "?")
+        tokens = f", tokens of {', '.join(f'L{t}' for t in self.token_layers)}" if self.token_layers else ""
+        state = "complete" if self.complete else f"{len(self.missing_chunks())} chunks missing"
+        return (f"DecompositionStore({str(self.root)!r}: {self.count} images of {data.get('name', '?')} "
+                f"({data.get('split') or 'all'}), {model} [{meta.get('fingerprint')}], "
+                f"{shape.get('layers')} layers x {shape.get('heads')} heads, {meta.get('convention')}, "
+                f"{meta.get('dtype')}{tokens}, {state})")  # fmt: skip
+
     # ----- layout ---------------------------------------------------------------------------------
     @property
     def count(self) -> int:
