@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from ._repr import shapes_repr
 from .backbone import Backbone
 from .errors import EditclipError
 from .tower import Tower
@@ -31,6 +32,8 @@ class AttentionMaps:
     raw: Tensor  # [N, gh, gw]  last-layer CLS attention to patches, mean over heads
     rollout: Tensor  # [N, gh, gw]  CLS row of the attention rollout, patches only
     embedding: Tensor  # [N, D]  the image embedding of the same forward (== encode_image)
+
+    __repr__ = shapes_repr
 
 
 @torch.no_grad()

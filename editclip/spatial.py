@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from ._repr import shapes_repr
 from .backbone import Backbone
 from .errors import EditclipError
 from .evaluate import Template
@@ -38,6 +39,8 @@ class Heatmaps:
     target: Tensor | None = None  # [N] long  class whose direction was used (segmentation only)
     logits: Tensor | None = None  # [N, C]  cosine of each image embedding with each class (segmentation only)
 
+    __repr__ = shapes_repr
+
 
 @dataclass
 class ScoreParts:
@@ -46,6 +49,8 @@ class ScoreParts:
     tokens: Tensor  # [N, T]  per-source-token scores of the chosen layers and heads (token 0 = CLS)
     rest: Tensor  # [N]  ln_pre term, MLPs, out_proj biases, ln_post beta and the heads not chosen
     total: Tensor  # [N]  embedding . direction
+
+    __repr__ = shapes_repr
 
 
 def head_mask(bb: Backbone, layers: str | Sequence[int] = "all", heads: HeadSelection = None) -> Tensor:

@@ -174,3 +174,15 @@ def test_plot_functions_return_figures_and_save_only_when_given_a_path(
         assert len(list(tmp_path.iterdir())) == saved, name  # nothing written without a path
         fig = plot(tmp_path / f"{name}.png")
         assert isinstance(fig, Figure) and (tmp_path / f"{name}.png").stat().st_size > 1000, name
+
+
+def test_map_results_print_shapes_not_values() -> None:
+    from editclip.attention_maps import AttentionMaps
+    from editclip.spatial import Heatmaps, ScoreParts
+
+    maps = Heatmaps(torch.rand(2, 8, 8), torch.rand(2, 2, 2), torch.rand(2), target=torch.tensor([0, 1]))
+    assert _short(maps) == ("Heatmaps(maps=[2, 8, 8] float32, patch_scores=[2, 2, 2] float32, cls_scores=[2] float32, "
+                            "target=[2] int64)")  # fmt: skip
+    assert _short(ScoreParts(torch.rand(3, 5), torch.rand(3), torch.rand(3))).startswith("ScoreParts(tokens=[3, 5]")
+    attention = AttentionMaps(torch.rand(1, 2, 2), torch.rand(1, 2, 2), torch.rand(1, 4, dtype=torch.float64))
+    assert _short(attention).endswith("embedding=[1, 4] float64)")
