@@ -256,7 +256,7 @@ def _textspan_chunk(
     mean = x.mean(1, dtype=torch.float64)  # [B, D]
     xc = x - mean.to(dtype)[:, None]
     del x
-    scatter = (xc.transpose(1, 2) @ xc).double()  # [B, D, D] S = Xc^T Xc
+    scatter = _symmetric_product(xc).double()  # [B, D, D] S = Xc^T Xc
     del xc
     total = scatter.diagonal(dim1=1, dim2=2).sum(-1)  # [B]
     if dtype == torch.float64:  # a float32 scatter cannot resolve the rank (see textspan's precision)
@@ -376,6 +376,21 @@ def _greedy(
         indices.append(best)
         gains.append(gain)
     return torch.stack(indices, 1), u_all, torch.stack(residual, 1), gains
+
+
+def _symmetric_product(x: Tensor, block: int = 192) -> Tensor:
+    """x^T x for x [B, N, D], block-triangularly: each block row is multiplied only from the diagonal on
+    and mirrored, which takes (b + 1) / 2b of the full product's work for b blocks (5/8 at D = 768)."""
+    dim = x.shape[-1]
+    if dim <= 2 * block:
+        return x.transpose(1, 2) @ x
+    out = x.new_empty(x.shape[0], dim, dim)
+    for start in range(0, dim, block):
+        stop = min(start + block, dim)
+        rows = x[..., start:stop].transpose(1, 2) @ x[..., start:]  # [B, block, D - start]
+        out[:, start:stop, start:] = rows
+        out[:, stop:, start:stop] = rows[..., stop - start :].transpose(1, 2)
+    return out
 
 
 def _tensor(x: Tensor | np.ndarray) -> Tensor:

@@ -126,3 +126,11 @@ def test_bench_runs_the_previous_implementation_and_finds_the_same_picks(variant
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "same texts in the same order on the 2 heads run by both: yes" in out and "scaled" in out
+
+
+def test_block_triangular_scatter_equals_the_full_product():
+    from editclip._textspan import _symmetric_product
+
+    x = torch.randn(2, 50, 70, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    for block in (16, 30, 35, 64):
+        torch.testing.assert_close(_symmetric_product(x, block=block), x.transpose(1, 2) @ x, rtol=1e-12, atol=1e-12)
