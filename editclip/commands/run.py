@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..spec import EditSpec
 from ._common import add_overwrite_arg
 
 
@@ -31,6 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..runner import run_spec
+    from ..spec import EditSpec
 
     spec = EditSpec.from_yaml(args.spec)
     out = Path(args.out) if args.out else Path("out") / Path(args.spec).stem

@@ -8,10 +8,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .._constants import TEMPLATE_SETS
 from .._io import prepare_output, save_figure, staged_dir, write_json
 from ..errors import EditclipError
 from ..names import parse_head
-from ..spec import TEMPLATE_SETS
 from ._common import add_model_args, add_overwrite_arg, backbone_from_args
 
 if TYPE_CHECKING:

@@ -6,9 +6,12 @@ import argparse
 import json
 from collections import Counter
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from .._io import write_text
-from ..spec import DataSpec, EditSpec
+
+if TYPE_CHECKING:
+    from ..spec import DataSpec
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -34,6 +37,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_validate(args: argparse.Namespace) -> int:
     """Read the spec, check it against the model's shape when known, print the summary."""
+    from ..spec import EditSpec
+
     spec = EditSpec.from_yaml(args.spec)
     shape = spec.model.vision_layers_heads()
     lines = [f"OK {args.spec}" + (f" ({spec.name})" if spec.name else "")]
@@ -66,6 +71,8 @@ def run_validate(args: argparse.Namespace) -> int:
 
 def run_schema(args: argparse.Namespace) -> int:
     """Print or write the JSON Schema."""
+    from ..spec import EditSpec
+
     text = json.dumps(EditSpec.json_schema(), indent=2) + "\n"
     if args.out:
         write_text(args.out, text)

@@ -7,7 +7,6 @@ from pathlib import Path
 
 from .._io import write_text
 from ..errors import EditclipError
-from ..spec.shipped import shipped_dir, shipped_spec, shipped_specs, summary
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -31,6 +30,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run_list(args: argparse.Namespace) -> int:
     """Print every shipped spec's name and summary, and where they lie."""
+    from ..spec.shipped import shipped_dir, shipped_spec, shipped_specs, summary
+
     names = shipped_specs()
     width = max(len(n) for n in names)
     for name in names:
@@ -41,6 +42,8 @@ def run_list(args: argparse.Namespace) -> int:
 
 def run_show(args: argparse.Namespace) -> int:
     """Print the spec, or write it atomically to --out (refusing to replace a file without --overwrite)."""
+    from ..spec.shipped import shipped_spec
+
     text = shipped_spec(args.name).read_text(encoding="utf-8")
     if args.out is None:
         print(text, end="")

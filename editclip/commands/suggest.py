@@ -7,9 +7,9 @@ import json
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
+from .._constants import TEMPLATE_SETS
 from .._io import prepare_output, write_json
 from ..errors import EditclipError
-from ..spec import TEMPLATE_SETS
 from ._common import add_data_args, add_model_args, add_overwrite_arg, backbone_from_args, dataset_from_args
 
 if TYPE_CHECKING:

@@ -17,11 +17,11 @@ from pydantic import (
     WithJsonSchema,
 )
 
+from .._constants import TEMPLATE_SETS
 from ..errors import EditclipError
 from ..names import MAX_LAYERS, layer_ranges, parse_head
 
 SPEC_VERSION = 1
-TEMPLATE_SETS = ("openai_imagenet", "simple_imagenet")
 _LAYER_PIECE_RE = re.compile(r"^(all|last:[1-9][0-9]*|L[0-9]+(-[0-9]+)?)$")  # ASCII digits only
 HEAD_PATTERN = r"^L\d+\.H\d+$"  # JSON Schema (ECMA-262) \d is ASCII
 
