@@ -87,13 +87,20 @@ def predict(embeddings: torch.Tensor, classifier: torch.Tensor) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class GroupStat:
-    """One group: its column values, name, image count, correct predictions and training-split size."""
+    """One group: its column values, name (``y:0_place:1``, the metric key), image count, correct
+    predictions, training-split size and display name (``landbird / water``, when the values have names)."""
 
     key: tuple[Any, ...]
     name: str
     count: int
     correct: int
     train_count: int | None = None
+    display: str | None = None
+
+    @property
+    def label(self) -> str:
+        """How reports name the group: its display name, else its metric name."""
+        return self.display or self.name
 
     @property
     def acc(self) -> float:
@@ -165,6 +172,8 @@ class GroupReport:
         for g in self.groups:
             out[f"acc_{g.name}"] = g.acc
             out[f"count_{g.name}"] = g.count
+        if any(g.display for g in self.groups):
+            out["group_names"] = {g.name: g.label for g in self.groups}
         return out
 
     def table(self) -> str:
@@ -177,12 +186,15 @@ def group_metrics(
     label: Any,
     groups: Mapping[str, Any],
     train_group_counts: Mapping[tuple[Any, ...], int] | None = None,
+    value_names: Mapping[str, Mapping[Any, str]] | None = None,
 ) -> GroupReport:
     """Per-group accuracy of predictions `pred` against `label` (both [N], arrays or tensors).
 
     `groups` maps column names to [N] values; a group is one combination of values, in the order of
     the columns. `train_group_counts` ({(value, ...): images}, e.g. from
-    ``ImageDataset.group_counts(columns)``) gives the weights of the adjusted average.
+    ``ImageDataset.group_counts(columns)``) gives the weights of the adjusted average. `value_names`
+    ({column: {value: name}}) names groups for display (``landbird / water``); metric keys stay
+    ``y:0_place:1``.
     """
     if not groups:
         raise EditclipError("group metrics need at least one group column (e.g. the label)")
@@ -202,7 +214,7 @@ def group_metrics(
         counts[1] += int(ok)
     train = {tuple(_scalar(v) for v in k): int(n) for k, n in (train_group_counts or {}).items()}
     stats = tuple(
-        GroupStat(key, group_name(columns, key), n, ok, train.get(key))
+        GroupStat(key, group_name(columns, key), n, ok, train.get(key), display_name(columns, key, value_names))
         for key, (n, ok) in sorted(tally.items(), key=lambda item: _order(item[0]))
     )
     return GroupReport(tuple(columns), stats)
@@ -211,6 +223,19 @@ def group_metrics(
 def group_name(columns: Sequence[str], key: Sequence[Any]) -> str:
     """``y:0_place:1`` for columns (y, place) and values (0, 1)."""
     return "_".join(f"{c}:{v}" for c, v in zip(columns, key, strict=True))
+
+
+def display_name(
+    columns: Sequence[str], key: Sequence[Any], value_names: Mapping[str, Mapping[Any, str]] | None
+) -> str | None:
+    """``landbird / water`` for (y, place) = (0, 1) when both columns' values have names (a column without
+    names shows as ``place:1``); None when no column has names."""
+    if not value_names or not any(c in value_names for c in columns):
+        return None
+    return " / ".join(
+        str(value_names[c][v]) if c in value_names and v in value_names[c] else f"{c}:{v}"
+        for c, v in zip(columns, key, strict=True)
+    )
 
 
 def _flat(values: Any, what: str) -> np.ndarray:
@@ -243,13 +268,14 @@ def format_table(reports: Mapping[str, GroupReport]) -> str:
         raise EditclipError("no reports to tabulate")
     names = _group_names(reports)
     counts = {g.name: g.count for r in reports.values() for g in r.groups}
+    labels = {g.name: g.label for r in reports.values() for g in r.groups}
     rows: list[list[str]] = [["group", "count", *reports]]
     for name in names:
-        rows.append([name, str(counts[name]), *(_pct(_acc_of(r, name)) for r in reports.values())])
+        rows.append([labels[name], str(counts[name]), *(_pct(_acc_of(r, name)) for r in reports.values())])
     first = next(iter(reports.values()))
     rows.append(["average", str(first.count), *(_pct(r.acc_avg) for r in reports.values())])
     rows.append(["mean per group", "", *(_pct(r.acc_mean_group) for r in reports.values())])
-    rows.append(["worst group", "", *(f"{_pct(r.acc_wg)} ({r.worst.name})" for r in reports.values())])
+    rows.append(["worst group", "", *(f"{_pct(r.acc_wg)} ({r.worst.label})" for r in reports.values())])
     if any(r.adj_acc_avg is not None for r in reports.values()):
         rows.append(["adjusted average", "", *(_pct(r.adj_acc_avg) for r in reports.values())])
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
@@ -263,38 +289,79 @@ def format_table(reports: Mapping[str, GroupReport]) -> str:
     return "\n".join(line.rstrip() for line in lines)
 
 
-def plot_groups(reports: Mapping[str, GroupReport], path: str | Path | None = None, title: str | None = None) -> Figure:
+def plot_groups(
+    reports: Mapping[str, GroupReport],
+    path: str | Path | None = None,
+    title: str | None = None,
+    *,
+    intervals: bool = True,
+    controls: Mapping[str, Sequence[float]] | None = None,
+    controls_label: str = "random heads",
+) -> Figure:
     """Bar chart of per-group, average and worst-group accuracy, one bar per report side by side (e.g.
-    baseline and edited). Returns the Figure; saves it as PNG (atomically) only when `path` is given."""
+    baseline and edited); saved atomically as a PNG when ``path`` is given.
+
+    ``intervals`` draws 95% error bars (Wilson per group, bootstrap for the average and the worst group,
+    :mod:`editclip.uncertainty`). ``controls`` maps metric keys (``acc_<group>``, ``acc_avg``, ``acc_wg``)
+    to their values over random-head controls, drawn as a grey range (min to max) with the median marked.
+    """
     from matplotlib.figure import Figure
 
     if not reports:
         raise EditclipError("no reports to plot")
     names = _group_names(reports)
     counts = {g.name: g.count for r in reports.values() for g in r.groups}
-    ticks = [f"{n}\n(n={counts[n]})" for n in names] + ["average", "worst group"]
-    fig = Figure(figsize=(max(6.0, 0.55 * len(ticks) * (len(reports) + 1)), 4.5))
+    labels = {g.name: g.label for r in reports.values() for g in r.groups}
+    ticks = [f"{labels[n]}\n(n={counts[n]})" for n in names] + ["average", "worst group"]
+    slots = len(reports) + (1 if controls else 0)
+    fig = Figure(figsize=(max(6.0, 0.55 * len(ticks) * (slots + 1)), 4.5))
     ax = fig.add_subplot()
-    width = 0.8 / len(reports)
+    width = 0.8 / slots
     x = np.arange(len(ticks))
     for i, (label, report) in enumerate(reports.items()):
         values = [_acc_of(report, n) for n in names] + [report.acc_avg, report.acc_wg]
         heights = [0.0 if v is None else 100 * v for v in values]
         texts = ["" if v is None else f"{h:.1f}" for h, v in zip(heights, values, strict=True)]
-        texts[-1] += f"\n{report.worst.name}"
-        bars = ax.bar(x + (i - (len(reports) - 1) / 2) * width, heights, width, label=label)
+        texts[-1] += f"\n{report.worst.label}"
+        offsets = x + (i - (slots - 1) / 2) * width
+        yerr = _error_bars(report, names, heights) if intervals else None
+        bars = ax.bar(offsets, heights, width, label=label, yerr=yerr, error_kw={"elinewidth": 0.8, "capsize": 2})
         ax.bar_label(bars, labels=texts, fontsize=7, padding=2)
+    if controls:
+        keys = [f"acc_{n}" for n in names] + ["acc_avg", "acc_wg"]
+        where = x + (slots - 1) / 2 * width
+        for j, key in enumerate(keys):
+            values = 100 * np.asarray(controls.get(key, []), dtype=float)
+            if values.size:
+                ax.vlines(where[j], values.min(), values.max(), color="0.55", linewidth=3,
+                          label=controls_label if j == 0 else None)  # fmt: skip
+                ax.plot(where[j], np.median(values), marker="_", color="black", markersize=9)
     ax.set_xticks(x, ticks, fontsize=8)
     ax.axvline(len(names) - 0.5, color="0.6", linewidth=0.8, linestyle="--")
     ax.set_ylim(0, 122)
     ax.set_yticks(range(0, 101, 20))
-    ax.set_ylabel("accuracy (%)")
-    ax.legend(loc="upper center", ncol=len(reports), fontsize=8, frameon=False)
+    ax.set_ylabel("accuracy (%)" + (", 95% intervals" if intervals else ""))
+    ax.legend(loc="upper center", ncol=slots, fontsize=8, frameon=False)
     if title:
         ax.set_title(title)
     if path is not None:
         save_figure(fig, path)
     return fig
+
+
+def _error_bars(report: GroupReport, names: list[str], heights: list[float]) -> np.ndarray:
+    """[2, bars] distances from each bar's top to its interval's ends (0 where a group is absent)."""
+    from .uncertainty import bootstrap_intervals, wilson_interval
+
+    by_name = {g.name: g for g in report.groups}
+    summary = bootstrap_intervals(report)
+    cis = [wilson_interval(by_name[n].correct, by_name[n].count) if n in by_name else None for n in names]
+    cis += [summary["acc_avg"], summary["acc_wg"]]
+    err = np.zeros((2, len(cis)))
+    for j, (ci, h) in enumerate(zip(cis, heights, strict=True)):
+        if ci is not None:
+            err[:, j] = [max(0.0, h - 100 * ci[0]), max(0.0, 100 * ci[1] - h)]
+    return err
 
 
 def _group_names(reports: Mapping[str, GroupReport]) -> list[str]:

@@ -12,8 +12,10 @@ Both feed the same zero-shot classifier and the same group metrics (:mod:`editcl
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -37,14 +39,51 @@ class Targets:
     label: np.ndarray  # [N] class index per image
     groups: dict[str, np.ndarray]  # column -> [N] values, in group order
     train_group_counts: dict[tuple[int, ...], int] | None
+    value_names: dict[str, dict[int, str]] = field(default_factory=dict)  # column -> value -> display name
+    names_source: str | None = None  # where value_names came from
 
     def report(self, pred: Tensor | np.ndarray) -> GroupReport:
         """Per-group metrics of predictions ``pred`` [N] (adjusted average when training sizes are known)."""
-        return group_metrics(pred, self.label, self.groups, self.train_group_counts)
+        return group_metrics(pred, self.label, self.groups, self.train_group_counts, self.value_names)
 
 
-def targets(dataset: ImageDataset, label: str, groups: Sequence[str] | None = None) -> Targets:
-    """Labels and group columns of ``dataset`` for evaluation; refuse columns it does not have as integers."""
+WATERBIRDS_NAMES = {"y": {0: "landbird", 1: "waterbird"}, "place": {0: "land", 1: "water"}}
+
+
+def dataset_value_names(dataset: ImageDataset) -> tuple[dict[str, dict[int, str]], str | None]:
+    """Names of the group columns' values that the dataset itself defines, and where they come from.
+
+    A toy-world folder (``world.json`` written by ``editclip toyworld make``) names y by its classes and
+    place by the toy world's places; another Waterbirds-layout folder gets Waterbirds' names (y: landbird,
+    waterbird; place: land, water). Other datasets name nothing.
+    """
+    world = Path(dataset.root) / "world.json"
+    if dataset.format == "waterbirds" and world.is_file():
+        try:
+            info = json.loads(world.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            info = None
+        if isinstance(info, dict) and info.get("generator") == "editclip.toyworld":
+            from .toyworld import PLACES
+
+            classes = info.get("classes") or []
+            return {"y": dict(enumerate(str(c) for c in classes)), "place": dict(enumerate(PLACES))}, str(world)
+    if dataset.format == "waterbirds":
+        return {k: dict(v) for k, v in WATERBIRDS_NAMES.items()}, "Waterbirds' names (landbird/waterbird, land/water)"
+    return {}, None
+
+
+def targets(
+    dataset: ImageDataset,
+    label: str,
+    groups: Sequence[str] | None = None,
+    value_names: Mapping[str, Mapping[int, str]] | None = None,
+) -> Targets:
+    """Labels and group columns of ``dataset`` for evaluation; refuse columns it does not have as integers.
+
+    Groups are named for display by ``value_names`` ({column: {value: name}}, e.g. the spec's
+    ``evaluate.group_names``) where given, else by :func:`dataset_value_names`.
+    """
     columns = list(groups or [label])
     for name in dict.fromkeys([label, *columns]):
         if name not in dataset.columns:
@@ -53,10 +92,17 @@ def targets(dataset: ImageDataset, label: str, groups: Sequence[str] | None = No
                 f"evaluation data {str(dataset.root)!r} has no integer column {name!r} (its integer columns: {have}); "
                 "label and group columns must hold integers (class i is classes[i])"
             )
+    names, source = dataset_value_names(dataset)
+    if value_names:
+        names = {**names, **{c: {int(v): str(n) for v, n in vn.items()} for c, vn in value_names.items()}}
+        source = "given" if source is None else f"given, else {source}"
+    names = {c: n for c, n in names.items() if c in columns}
     return Targets(
         label=dataset.columns[label],
         groups={c: dataset.columns[c] for c in columns},
         train_group_counts=dataset.group_counts(columns),
+        value_names=names,
+        names_source=source if names else None,
     )
 
 

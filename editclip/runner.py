@@ -37,6 +37,7 @@ from .evaluate import GroupReport, format_table, plot_groups, predict, zero_shot
 from .evaluation_paths import Targets, compare, exact_embeddings, fast_embeddings, targets
 from .spec import EditSpec, ModelSpec
 from .store import model_source
+from .uncertainty import RESAMPLES, SEED, format_interval, small_group_warnings, uncertainty
 
 REPORT_FILES = ("report.json", "report.md", "groups.png", "spec.yaml")
 
@@ -229,6 +230,9 @@ def _evaluate(
         fidelity["acc_wg_diff"] = reports["edited"].acc_wg - reports["edited (direct)"].acc_wg
         checks["weights_fidelity"] = fidelity
     result.reports = reports
+    warnings = small_group_warnings(reports)
+    for line in warnings:
+        log(f"warning: {line}")
     result.report["evaluation"] = {
         "data": dataset.describe(),
         "classes": list(ev.classes),
@@ -238,6 +242,9 @@ def _evaluate(
         "store": str(store.root),
         "metrics": {name: r.as_dict() for name, r in reports.items()},
         "delta": _delta(reports["baseline"], reports["edited"]),
+        "uncertainty": {name: uncertainty(r).as_dict() for name, r in reports.items()},
+        "warnings": warnings,
+        "group_names": {"source": tg.names_source, "names": {g.name: g.label for g in reports["baseline"].groups}},
         "checks": checks,
     }
 
@@ -278,7 +285,10 @@ def markdown(result: RunResult) -> str:
         lines.append(f"- evaluation: {ev['data']['name']} ({ev['data']['split'] or 'all'}), {ev['data']['count']} "
                      f"images; classes {', '.join(ev['classes'])}; groups {', '.join(ev['groups'])}")  # fmt: skip
         lines += ["", "## Accuracy (%)", "", _markdown_table(result.reports), ""]
-        lines.append("![per-group accuracy](groups.png)")
+        lines.append("Intervals are 95%: Wilson per group; a bootstrap over images (stratified by group, "
+                     f"{RESAMPLES} resamples, seed {SEED}) for the averages and the worst group.")  # fmt: skip
+        lines += [f"\n**Warning:** {w}" for w in ev.get("warnings", [])]
+        lines += ["", "![per-group accuracy](groups.png)"]
         for name, check in ev["checks"].items():
             lines += ["", f"## {name.replace('_', ' ')}", ""]
             lines += [f"- {k}: {v:.6g}" if isinstance(v, float) else f"- {k}: {v}" for k, v in check.items()]
@@ -302,19 +312,27 @@ def _artifact(value: Any) -> str:
 def _markdown_table(reports: dict[str, GroupReport]) -> str:
     names = list(reports)
     first = reports[names[0]]
+    spans = {name: uncertainty(r) for name, r in reports.items()}
 
     def row(label: str, count: int | str, values: list[str]) -> str:
         return f"| {label} | {count} | " + " | ".join(values) + " |"
 
+    def cell(value: float | None, ci: tuple[float, float] | None) -> str:
+        return f"{_pct(value)} {format_interval(ci)}".rstrip()
+
+    def summary(name: str, metric: str) -> str:
+        return cell(getattr(reports[name], metric), spans[name].summary.get(metric))
+
     rows = [row("group", "count", names), "|---|---:|" + "---:|" * len(names)]
     for g in first.groups:
-        rows.append(row(g.name, g.count, [_pct(next((x.acc for x in r.groups if x.name == g.name), None))
-                                          for r in reports.values()]))  # fmt: skip
-    rows.append(row("average", first.count, [_pct(r.acc_avg) for r in reports.values()]))
-    rows.append(row("mean per group", "", [_pct(r.acc_mean_group) for r in reports.values()]))
-    rows.append(row("worst group", "", [f"{_pct(r.acc_wg)} ({r.worst.name})" for r in reports.values()]))
+        label = g.name if g.label == g.name else f"{g.label} (`{g.name}`)"
+        rows.append(row(label, g.count, [cell(next((x.acc for x in r.groups if x.name == g.name), None),
+                                              spans[n].groups.get(g.name)) for n, r in reports.items()]))  # fmt: skip
+    rows.append(row("average", first.count, [summary(n, "acc_avg") for n in names]))
+    rows.append(row("mean per group", "", [summary(n, "acc_mean_group") for n in names]))
+    rows.append(row("worst group", "", [f"{summary(n, 'acc_wg')} ({r.worst.label})" for n, r in reports.items()]))
     if first.adj_acc_avg is not None:
-        rows.append(row("adjusted average", "", [_pct(r.adj_acc_avg) for r in reports.values()]))
+        rows.append(row("adjusted average", "", [summary(n, "adj_acc_avg") for n in names]))
     return "\n".join(rows)
 
 

@@ -130,10 +130,35 @@ def test_tables() -> None:
     assert both[-1].split() == ["adjusted", "average", "88.3", "-"]
 
 
+def test_groups_are_named_by_their_values_and_keep_their_keys() -> None:
+    names = {"y": {0: "landbird", 1: "waterbird"}, "place": {0: "land"}}
+    report = group_metrics(PRED, LABEL, {"y": LABEL, "place": PLACE}, value_names=names)
+    assert [g.label for g in report.groups] == ["landbird / land", "landbird / place:1", "waterbird / land",
+                                                "waterbird / place:1"]  # fmt: skip
+    flat = report.as_dict()
+    assert flat["acc_y:0_place:1"] == 0.5 and flat["worst_group"] == "y:0_place:1"
+    assert flat["group_names"]["y:1_place:0"] == "waterbird / land"
+    table = report.table().splitlines()
+    assert table[3].split() == ["landbird", "/", "place:1", "2", "50.0"]
+    assert table[8].split()[-3:] == ["(landbird", "/", "place:1)"]
+    assert "group_names" not in group_metrics(PRED, LABEL, {"y": LABEL}).as_dict()
+
+
 def test_plot_groups_writes_one_png(tmp_path: Path) -> None:
     path = tmp_path / "plots" / "groups.png"
-    plot_groups(_reports(), path, title="toy")
+    fig = plot_groups(_reports(), path, title="toy")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    ax = fig.axes[0]
+    # 95% error bars on every bar of both reports (4 groups + average + worst group)
+    bars = [c for c in ax.containers if c.__class__.__name__ == "BarContainer"]
+    assert len(bars) == 2 and all(b.errorbar is not None for b in bars)
+    lower = bars[0].errorbar.lines[2][0].get_segments()
+    assert len(lower) == 6 and all(seg[0][1] <= seg[1][1] for seg in lower)
+    controls = {"acc_avg": [0.5, 0.6, 0.7], "acc_wg": [0.1, 0.2, 0.4], "acc_y:0_place:0": [1.0, 1.0, 0.9]}
+    fig = plot_groups(_reports(), None, controls=controls, controls_label="random 2 heads")
+    segments = fig.axes[0].collections[-1].get_segments()
+    assert "random 2 heads" in [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert sorted(seg[:, 1].tolist() for seg in segments)[0] == pytest.approx([10, 40])
     assert [p.name for p in path.parent.iterdir()] == ["groups.png"]
     with pytest.raises(EditclipError):
         plot_groups({}, tmp_path / "none.png")

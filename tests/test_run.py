@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import torch
 import yaml
+from conftest import write_waterbirds
 
 import editclip
 from editclip import cli
@@ -137,6 +138,17 @@ def test_run_command_writes_the_report(base: dict, tmp_path: Path, capsys: pytes
         assert {"acc_avg", "acc_wg", "adj_acc_avg", "acc_y:0_place:1", "worst_group"} <= set(metrics[name])
     assert report["evaluation"]["checks"]["exact_vs_fast"]["disagreements"] == 0
     assert report["edited_parts"] == ["L3.H1", "L2.H0"]
+    # uncertainty: a Wilson interval per group, bootstrap intervals of the summaries, small groups flagged
+    spans = report["evaluation"]["uncertainty"]["edited"]
+    acc = metrics["edited"]["acc_y:0_place:1"]
+    assert spans["groups"]["y:0_place:1"][0] <= acc <= spans["groups"]["y:0_place:1"][1]
+    assert spans["bootstrap"]["acc_wg"][0] <= metrics["edited"]["acc_wg"] <= spans["bootstrap"]["acc_wg"][1]
+    assert spans["small_groups"] == ["y:0_place:0", "y:0_place:1", "y:1_place:0", "y:1_place:1"]  # 4 images each
+    assert len(report["evaluation"]["warnings"]) == 4 and "warning: group" in printed
+    # groups named by their values (Waterbirds' names for a Waterbirds-layout folder), keys kept
+    assert report["evaluation"]["group_names"]["names"]["y:1_place:0"] == "waterbird / land"
+    markdown = (out / "report.md").read_text()
+    assert "| waterbird / land (`y:1_place:0`) | 4 |" in markdown and "**Warning:**" in markdown
     assert (out / "groups.png").read_bytes()[:4] == b"\x89PNG"
     assert Path(report["export"]["safetensors"]).is_file() and report["export"]["onnx"]["parity"]["passed"]
     assert "## Export" in (out / "report.md").read_text()
@@ -187,6 +199,20 @@ def test_bad_specs_exit_2_and_write_nothing(
     assert code == 2
     assert re.search(message, err), err
     assert not out.exists()
+
+
+def test_group_names_from_the_spec_and_from_world_json(tiny_waterbirds: Path, tmp_path: Path) -> None:
+    dataset = load_dataset(tiny_waterbirds, split="test")
+    given = targets(dataset, "y", ["y", "place"], value_names={"place": {0: "grass", 1: "sea"}})
+    assert given.value_names == {"y": {0: "landbird", 1: "waterbird"}, "place": {0: "grass", 1: "sea"}}
+    assert "given" in given.names_source
+    assert targets(dataset, "y", ["y"]).value_names == {"y": {0: "landbird", 1: "waterbird"}}
+    world = write_waterbirds(tmp_path / "world", n_per_split=4)
+    (world / "world.json").write_text(json.dumps({"generator": "editclip.toyworld", "classes": ["triangle", "circle"]}))
+    tg = targets(load_dataset(world, split="test"), "y", ["y", "place"])
+    assert tg.value_names == {"y": {0: "triangle", 1: "circle"}, "place": {0: "land", 1: "water"}}
+    assert tg.names_source.endswith("world.json")
+    assert [g.label for g in tg.report(tg.label).groups][:2] == ["triangle / land", "triangle / water"]
 
 
 def test_targets_refuse_non_integer_columns(tiny_waterbirds: Path) -> None:
