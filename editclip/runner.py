@@ -31,12 +31,13 @@ from ._io import prepare_output, staged_dir, write_json, write_text
 from ._requires import require_onnxruntime
 from ._version import __version__
 from .backbone import Backbone, describe_preprocessing, load
+from .controls import ControlResult, ControlSettings, control_pool, head_action, random_head_controls
 from .data import ImageDataset, load_dataset
 from .errors import EditclipError
 from .evaluate import GroupReport, format_table, plot_groups, predict, zero_shot_classifier
 from .evaluation_paths import Targets, compare, exact_embeddings, fast_embeddings, targets
 from .spec import EditSpec, ModelSpec
-from .store import model_source
+from .store import DecompositionStore, model_source
 from .uncertainty import RESAMPLES, SEED, format_interval, small_group_warnings, uncertainty
 
 REPORT_FILES = ("report.json", "report.md", "groups.png", "spec.yaml")
@@ -51,6 +52,7 @@ class RunResult:
     report: dict[str, Any]
     reports: dict[str, GroupReport] = field(default_factory=dict)
     compiled: CompiledEdit | None = None
+    controls: ControlResult | None = None
 
     def __repr__(self) -> str:
         where = f"written to {str(self.out)!r}" if self.out is not None else "nothing written"
@@ -105,6 +107,7 @@ def run_spec(
     batch_size: int = 32,
     exact_check: bool = True,
     spec_path: str | None = None,
+    controls: ControlSettings | None = None,
     log: Callable[[str], None] = print,
 ) -> RunResult:
     """Compile, evaluate and export ``spec``; write the report into ``out`` and return it.
@@ -113,6 +116,8 @@ def run_spec(
     runs its patched model, which is its result). ``out=None`` writes nothing (no report files, and the
     spec's export section is skipped); the decomposition cache is still used. The returned result holds
     the metrics (``reports``), the report dict and the compiled edit either way.
+    ``controls`` scores random head sets of the edit's size beside it (:mod:`editclip.controls`; the
+    direct-effect edit, on the evaluation store).
     """
     out = None if out is None else prepare_output(out, overwrite, "dir", what="output folder")
     exporter = None
@@ -133,6 +138,10 @@ def run_spec(
     log(f"model: {spec.model.describe()} ({bb.shape.layers} layers x {bb.shape.heads} heads)")
     with _timed(timings, "compile"):
         compiled = compile_edit(spec, bb, cache_dir=cache_dir, batch_size=batch_size)
+    if controls is not None:  # refuse controls that cannot run before evaluating anything
+        if evaluation is None:
+            raise EditclipError("random-head controls need an evaluate section (the images they are scored on)")
+        control_pool(head_action(compiled.tensors)[0], controls.layers, bb.shape.layers, bb.shape.heads)
     parts = spec.resolved_parts(bb.shape.layers, bb.shape.heads)
     report: dict[str, Any] = {
         "editclip_version": __version__,
@@ -149,6 +158,8 @@ def run_spec(
     if evaluation is not None:
         with _timed(timings, "evaluate"):
             _evaluate(spec, bb, compiled, evaluation, result, cache_dir, batch_size, exact_check, log)
+            if controls is not None:
+                _controls(compiled, evaluation[1], result, controls, log)
     if out is None:
         report["seconds"] = timings
         return result
@@ -249,6 +260,19 @@ def _evaluate(
     }
 
 
+def _controls(
+    compiled: CompiledEdit, tg: Targets, result: RunResult, settings: ControlSettings, log: Callable[[str], None]
+) -> None:
+    """Random-head controls of the (direct-effect) edit on the evaluation store."""
+    ev = result.report["evaluation"]
+    evaluation = DecompositionStore.open(ev["store"])
+    calibration = DecompositionStore.open(compiled.provenance["store"])
+    classifier = zero_shot_classifier(compiled.backbone, ev["classes"], compiled.spec.evaluate.templates)
+    result.controls = random_head_controls(evaluation, calibration, compiled.tensors, classifier, tg, settings)
+    ev["controls"] = result.controls.as_dict()
+    log(f"random-head controls: {result.controls.describe()}")
+
+
 def _delta(base: GroupReport, edited: GroupReport) -> dict[str, float]:
     """Edited minus baseline for the headline metrics (fractions)."""
     out = {k: getattr(edited, k) - getattr(base, k) for k in ("acc_avg", "acc_wg", "acc_mean_group")}
@@ -263,7 +287,10 @@ def _write(result: RunResult, spec: EditSpec, out: Path) -> None:
     write_text(out / "spec.yaml", spec.to_yaml())
     if result.reports:
         title = f"{spec.name or 'edit'}: {result.report['model']['name']}"
-        plot_groups(result.reports, out / "groups.png", title=title)
+        ctrl = result.controls
+        values = {key: ctrl.values(key) for key in ctrl.summary()} if ctrl else None
+        label = f"{len(ctrl.sets)} random sets of {ctrl.k} heads" if ctrl else ""
+        plot_groups(result.reports, out / "groups.png", title=title, controls=values, controls_label=label)
     write_text(out / "report.md", markdown(result))
 
 
@@ -289,12 +316,28 @@ def markdown(result: RunResult) -> str:
                      f"{RESAMPLES} resamples, seed {SEED}) for the averages and the worst group.")  # fmt: skip
         lines += [f"\n**Warning:** {w}" for w in ev.get("warnings", [])]
         lines += ["", "![per-group accuracy](groups.png)"]
+        if "controls" in ev:
+            lines += ["", "## Random-head controls", "", controls_markdown(ev["controls"])]
         for name, check in ev["checks"].items():
             lines += ["", f"## {name.replace('_', ' ')}", ""]
             lines += [f"- {k}: {v:.6g}" if isinstance(v, float) else f"- {k}: {v}" for k, v in check.items()]
     if "export" in r:
         lines += ["", "## Export", ""] + [f"- {k}: {_artifact(v)}" for k, v in r["export"].items()]
     return "\n".join(lines) + "\n"
+
+
+def controls_markdown(controls: dict[str, Any]) -> str:
+    """The controls section of report.md: how the edit ranks among random head sets of its size."""
+    c = controls
+    lines = [f"The edit's action ({c['action']}) on {c['drawn']} random sets of {c['k']} heads drawn from layers "
+             f"{', '.join(map(str, c['drawn_from_layers']))} (seed {c['seed']}; never the edit's own set). Rank 1 "
+             "is better than every control.", "",
+             "| metric | edit | controls: median | 90th percentile | best | edit's rank |",
+             "|---|---:|---:|---:|---:|---:|"]  # fmt: skip
+    for key, m in c["metrics"].items():
+        lines.append(f"| {key} | {_pct(m['edit'])} | {_pct(m['median'])} | {_pct(m['p90'])} | {_pct(m['best'])} | "
+                     f"{m['rank']} of {m['of']} |")  # fmt: skip
+    return "\n".join(lines)
 
 
 def _artifact(value: Any) -> str:

@@ -157,8 +157,15 @@ def test_run_command_writes_the_report(base: dict, tmp_path: Path, capsys: pytes
     assert cli.main(["run", str(spec_file), "--out", str(out), "--cache", str(tmp_path / "cache")]) == 2
     assert "--overwrite" in capsys.readouterr().err
     spec_file.write_text(yaml.safe_dump({k: v for k, v in base.items() if k != "export"}))
-    assert cli.main(["run", str(spec_file), "--out", str(out), "--cache", str(tmp_path / "cache"),
-                     "--overwrite", "--no-exact-check"]) == 0  # fmt: skip
+    assert cli.main(["run", str(spec_file), "--out", str(out), "--cache", str(tmp_path / "cache"), "--overwrite",
+                     "--no-exact-check", "--controls", "6", "--controls-layers", "all"]) == 0  # fmt: skip
+    controls = json.loads((out / "report.json").read_text())["evaluation"]["controls"]
+    assert controls["drawn"] == 6 and controls["k"] == 2 and controls["drawn_from_layers"] == [0, 1, 2, 3]
+    assert controls["metrics"]["acc_wg"]["of"] == 7 and "random-head controls: worst group" in capsys.readouterr().out
+    assert "## Random-head controls" in (out / "report.md").read_text()
+    assert cli.main(["run", str(spec_file), "--out", str(tmp_path / "bad"), "--controls", "3", "--controls-layers",
+                     "L7"]) == 2 and not (tmp_path / "bad").exists()  # fmt: skip
+    assert "L7" in capsys.readouterr().err
 
 
 def _set(data: dict, path: str, value: Any) -> dict:

@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from ..errors import EditclipError
 from ._common import add_overwrite_arg
+
+if TYPE_CHECKING:
+    from ..controls import ControlSettings
+    from ..spec import EditSpec
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -23,6 +29,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ... (default cpu)")
     parser.add_argument("--cache", help="folder for decomposition stores (default: editclip's cache)")
     parser.add_argument("--batch-size", type=int, default=32)
+    controls = parser.add_argument_group("random-head controls (override the spec's evaluate.controls)")
+    controls.add_argument("--controls", type=int, metavar="R", help="score R random sets of the edit's number of "
+                          "heads beside it (0: none)")  # fmt: skip
+    controls.add_argument("--controls-seed", type=int, help="seed of the random sets (default 0)")
+    controls.add_argument("--controls-layers", help="layers to draw from: same (the edit's, default), all, "
+                          "last:4, L8-11 ...")  # fmt: skip
     parser.add_argument("--no-exact-check", action="store_true",
                         help="skip running the wrapper on the evaluation images (the fast path's check)")  # fmt: skip
     parser.set_defaults(func=run)
@@ -35,7 +47,8 @@ def run(args: argparse.Namespace) -> int:
     spec = EditSpec.from_yaml(args.spec)
     out = Path(args.out) if args.out else Path("out") / Path(args.spec).stem
     result = run_spec(spec, out, overwrite=args.overwrite, device=args.device, cache_dir=args.cache,
-                      batch_size=args.batch_size, exact_check=not args.no_exact_check, spec_path=args.spec)  # fmt: skip
+                      batch_size=args.batch_size, exact_check=not args.no_exact_check, spec_path=args.spec,
+                      controls=control_settings(spec, args))  # fmt: skip
     if result.reports:
         print(result.table)
         delta = result.report["evaluation"]["delta"]
@@ -43,3 +56,20 @@ def run(args: argparse.Namespace) -> int:
               "points")  # fmt: skip
     print(f"wrote {', '.join(str(out / name) for name in sorted(p.name for p in out.iterdir()))}")
     return 0
+
+
+def control_settings(spec: EditSpec, args: argparse.Namespace) -> ControlSettings | None:
+    """The spec's ``evaluate.controls`` with the command line's overrides; None for no controls."""
+    from ..controls import ControlSettings
+    given = getattr(spec.evaluate, "controls", None) if spec.evaluate is not None else None
+    base = ControlSettings(given.random_heads, given.seed, given.layers) if given is not None else None
+    if args.controls == 0 or (base is None and args.controls is None):
+        if args.controls_seed is not None or args.controls_layers is not None:
+            raise EditclipError("--controls-seed and --controls-layers need random-head controls (--controls R)")
+        return None
+    base = base or ControlSettings()
+    return ControlSettings(
+        args.controls if args.controls is not None else base.random_heads,
+        args.controls_seed if args.controls_seed is not None else base.seed,
+        args.controls_layers if args.controls_layers is not None else base.layers,
+    )

@@ -1,0 +1,264 @@
+"""Random-head controls: does the edit beat the same edit applied to k heads drawn at random?
+
+For an edit that mean-ablates (or projects along the same texts) a set of k heads, R random sets of k heads
+are drawn (seeded; by default from the layers of the edit's own heads; never the edit's own set; distinct),
+the same action is applied to each, and every metric of the group report is summarised over them: best,
+median, 90th percentile, and the edit's rank (1 = better than every control).
+
+**Cost.** The zero-shot prediction is ``argmax_c z'.w_c`` (the classifier compares cosines, and dividing
+z' by its norm, a positive number per image, changes no argmax, so no norm needs recomputing). The class
+scores are linear in the parts: editing head j adds ``delta_j(x) = (c_j(x) (A - I) + beta_j) W^T`` (mean-
+ablation: A = 0, beta_j = E[c_j]). So one pass over the stored decomposition computes ``z W^T`` and every
+candidate head's [N, C] delta once; a head set's scores are the base scores plus the sum of its heads'
+deltas (and, for mean-ablation, a fully ablated layer's out_proj bias delta, as :func:`compile_edit
+<editclip.compile>` does). All R sets and the edit itself are scored from the same deltas in float64:
+about the cost of one fast-path evaluation, not R.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from .edited import EditTensors
+from .errors import EditclipError
+from .evaluate import GroupReport
+from .evaluation_paths import Targets
+from .names import head_name, parse_layers
+from .store import DecompositionStore
+
+METRICS = ("acc_wg", "acc_avg", "acc_mean_group", "adj_acc_avg")
+
+
+@dataclass(frozen=True)
+class ControlSettings:
+    """How many random head sets, the seed, and the layers they are drawn from (``same``: the edit's layers,
+    or a selection such as ``all``, ``last:4``, ``L8-11``)."""
+
+    random_heads: int = 20
+    seed: int = 0
+    layers: str = "same"
+
+    def __post_init__(self) -> None:
+        if self.random_heads < 1:
+            raise EditclipError(f"random_heads must be at least 1, got {self.random_heads}")
+
+
+@dataclass(frozen=True)
+class HeadAction:
+    """What an edit does to each of its heads: mean-ablation (``linear`` None) or c' = mean + (c - mean) A."""
+
+    kind: Literal["mean_ablate", "project"]
+    linear: Tensor | None = None  # [D, D] in the row-vector convention of EditTensors
+
+
+def head_action(edit: EditTensors) -> tuple[list[int], HeadAction]:
+    """The edit's heads (flat indices) and the one action they all take; refuse edits a control cannot copy."""
+    if edit.ablate_mlps.numel() or bool(edit.ablate_embed):
+        raise EditclipError("random-head controls copy an edit of heads; this edit also changes MLPs or the "
+                            "embedding term")  # fmt: skip
+    ablated, projected = edit.ablate_heads.tolist(), edit.project_heads.tolist()
+    if ablated and projected:
+        raise EditclipError("random-head controls copy one action; this edit both mean-ablates and projects heads")
+    if ablated:
+        return ablated, HeadAction("mean_ablate")
+    if not projected:
+        raise EditclipError("the edit changes no head: nothing for a random-head control to copy")
+    linear = edit.project_linear
+    if not torch.allclose(linear, linear[:1].expand_as(linear), atol=1e-6):
+        raise EditclipError("random-head controls need one projection for all heads (a basis of texts); this edit "
+                            "projects heads onto bases of their own (TextSpan)")  # fmt: skip
+    return projected, HeadAction("project", linear[0])
+
+
+def draw_head_sets(
+    pool: Sequence[int], k: int, count: int, exclude: Sequence[int], seed: int
+) -> tuple[list[tuple[int, ...]], int]:
+    """Up to ``count`` distinct sorted sets of ``k`` heads from ``pool``, none equal to ``exclude``, seeded; and
+    how many such sets exist (fewer than ``count`` are returned only when fewer exist)."""
+    pool = sorted(set(pool))
+    if k < 1 or k > len(pool):
+        raise EditclipError(f"cannot draw sets of {k} heads from a pool of {len(pool)}")
+    own = tuple(sorted(exclude))
+    available = math.comb(len(pool), k) - (1 if set(own) <= set(pool) and len(own) == k else 0)
+    if available < 1:
+        raise EditclipError(f"every set of {k} heads from these {len(pool)} is the edit's own; draw from more layers "
+                            "(controls layers: all)")  # fmt: skip
+    rng = np.random.default_rng(seed)
+    if available <= 4 * count:
+        every = [s for s in itertools.combinations(pool, k) if s != own]
+        chosen = sorted(rng.choice(len(every), size=min(count, len(every)), replace=False).tolist())
+        return [every[i] for i in chosen], available
+    sets: list[tuple[int, ...]] = []
+    seen = {own}
+    while len(sets) < count:
+        s = tuple(sorted(int(h) for h in rng.choice(pool, size=k, replace=False)))
+        if s not in seen:
+            seen.add(s)
+            sets.append(s)
+    return sets, available
+
+
+@torch.no_grad()
+def head_set_scores(
+    evaluation: DecompositionStore,
+    calibration: DecompositionStore,
+    sets: Sequence[Sequence[int]],
+    action: HeadAction,
+    classifier: Tensor,
+    *,
+    progress: bool = True,
+    keep_scores: bool = False,
+) -> tuple[Tensor, Tensor | None]:
+    """Predictions [S, N] (and, with ``keep_scores``, float64 class scores [S, N, C]) of the edit ``action``
+    applied to each head set (flat indices), means from ``calibration``, on the images of ``evaluation``."""
+    for store in (evaluation, calibration):
+        if store.convention != "exact":
+            raise EditclipError(f"store {str(store.root)!r} uses the {store.convention!r} convention; controls "
+                                "need 'exact' parts")  # fmt: skip
+    n_layers, n_heads = int(evaluation.meta["shape"]["layers"]), int(evaluation.meta["shape"]["heads"])
+    used = sorted({h for s in sets for h in s})
+    column = {h: j for j, h in enumerate(used)}
+    member = torch.zeros(len(sets), len(used), dtype=torch.float64)
+    for i, s in enumerate(sets):
+        member[i, [column[h] for h in s]] = 1.0
+    w = classifier.double().t()  # [D, C]
+    dim = w.shape[0]
+    head_means = calibration.mean("heads").flatten(0, 1)[used].double()  # [J, D], as compile_edit takes them
+    a = torch.zeros(dim, dim, dtype=torch.float64) if action.linear is None else action.linear.double()
+    to_delta = (a - torch.eye(dim, dtype=torch.float64)) @ w  # [D, C]
+    offsets = (head_means - head_means @ a) @ w  # [J, C]
+    full = torch.zeros(len(sets), n_layers, dtype=torch.float64)  # layers whose every head a set mean-ablates
+    if action.kind == "mean_ablate":
+        for i, s in enumerate(sets):
+            for layer in range(n_layers):
+                full[i, layer] = float(all(layer * n_heads + h in s for h in range(n_heads)))
+    bias_offsets = calibration.mean("biases").double() @ w if bool(full.any()) else None  # [L, C]
+
+    preds, scores = [], []
+    for chunk in tqdm(range(evaluation.n_chunks), desc="random-head controls", unit="chunk",
+                      disable=not progress or evaluation.n_chunks < 2):  # fmt: skip
+        rows = evaluation.chunk_range(chunk)
+        base = evaluation.read("embedding", rows=rows).double() @ w  # [n, C]
+        parts = evaluation.read("heads", rows=rows).flatten(1, 2)[:, used].double()  # [n, J, D]
+        deltas = parts @ to_delta + offsets  # [n, J, C]
+        s = base[None] + torch.einsum("sj,njc->snc", member, deltas)
+        if bias_offsets is not None:
+            biases = evaluation.read("biases", rows=rows).double()  # [n, L, D]
+            s = s + torch.einsum("sl,nlc->snc", full, bias_offsets[None] - biases @ w)
+        preds.append(s.argmax(-1))
+        if keep_scores:
+            scores.append(s)
+    return torch.cat(preds, dim=1), torch.cat(scores, dim=1) if keep_scores else None
+
+
+@dataclass(frozen=True)
+class ControlResult:
+    """The edit's group report beside those of the random head sets, and the summary per metric."""
+
+    settings: ControlSettings
+    action: str
+    k: int
+    layers: tuple[int, ...]
+    pool: int
+    available: int
+    edit_heads: tuple[str, ...]
+    sets: tuple[tuple[str, ...], ...]
+    edit: GroupReport
+    controls: tuple[GroupReport, ...]
+
+    def values(self, metric: str) -> list[float]:
+        """The metric (a key of :meth:`GroupReport.as_dict`) over the random sets."""
+        return [float(r.as_dict()[metric]) for r in self.controls if metric in r.as_dict()]
+
+    def summary(self) -> dict[str, dict[str, float | int]]:
+        """Per metric: the edit's value; best, median, 90th percentile and worst of the controls; the edit's
+        rank among the edit and the controls (1 = best; ties counted in the edit's favour); and the share
+        of controls at least as good as the edit, (1 + #controls >= edit) / (1 + R)."""
+        flat = self.edit.as_dict()
+        keys = [m for m in METRICS if m in flat] + [k for k in flat if k.startswith("acc_") and k not in METRICS]
+        out = {}
+        for key in keys:
+            values = np.array(self.values(key))
+            mine = float(flat[key])
+            out[key] = {
+                "edit": mine,
+                "best": float(values.max()),
+                "median": float(np.median(values)),
+                "p90": float(np.percentile(values, 90)),
+                "worst": float(values.min()),
+                "rank": int(1 + (values > mine + 1e-12).sum()),
+                "of": len(values) + 1,
+                "p_value": float((1 + (values >= mine - 1e-12).sum()) / (len(values) + 1)),
+            }
+        return out
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON form (report.json ``evaluation.controls``)."""
+        return {
+            "random_heads": self.settings.random_heads,
+            "drawn": len(self.sets),
+            "distinct_sets_available": self.available,
+            "seed": self.settings.seed,
+            "layers": self.settings.layers,
+            "drawn_from_layers": list(self.layers),
+            "pool_heads": self.pool,
+            "k": self.k,
+            "action": self.action,
+            "edit_heads": list(self.edit_heads),
+            "metrics": self.summary(),
+            "sets": [
+                {"heads": list(s), **{m: r.as_dict()[m] for m in METRICS if m in r.as_dict()}}
+                for s, r in zip(self.sets, self.controls, strict=True)
+            ],
+        }
+
+    def describe(self) -> str:
+        """One line for logs, e.g. ``worst group 80.0 vs 20 random sets of 4 heads: median 55.0, ...``."""
+        s = self.summary()["acc_wg"]
+        return (f"worst group {100 * s['edit']:.1f} vs {len(self.sets)} random sets of {self.k} heads from "
+                f"layers {','.join(map(str, self.layers))}: median {100 * s['median']:.1f}, 90th percentile "
+                f"{100 * s['p90']:.1f}, best {100 * s['best']:.1f}; rank {s['rank']} of {s['of']}")  # fmt: skip
+
+
+def control_pool(heads: Sequence[int], layers: str, n_layers: int, n_heads: int) -> tuple[list[int], list[int]]:
+    """The layers controls draw from (``same``: the layers of ``heads``) and their heads (flat indices)."""
+    chosen = sorted({h // n_heads for h in heads}) if layers == "same" else parse_layers(layers, n_layers)
+    return chosen, [layer * n_heads + h for layer in chosen for h in range(n_heads)]
+
+
+def random_head_controls(
+    evaluation: DecompositionStore,
+    calibration: DecompositionStore,
+    edit: EditTensors,
+    classifier: Tensor,
+    targets: Targets,
+    settings: ControlSettings | None = None,
+    *,
+    progress: bool = True,
+) -> ControlResult:
+    """Score ``edit`` and ``settings.random_heads`` random head sets of its size with the same action on the
+    evaluation store (means from the calibration store), in one pass over the stored parts."""
+    settings = settings or ControlSettings()
+    heads, action = head_action(edit)
+    shape = evaluation.meta["shape"]
+    n_layers, n_heads = int(shape["layers"]), int(shape["heads"])
+    layers, pool = control_pool(heads, settings.layers, n_layers, n_heads)
+    sets, available = draw_head_sets(pool, len(heads), settings.random_heads, heads, settings.seed)
+    preds, _ = head_set_scores(evaluation, calibration, [sorted(heads), *sets], action, classifier,
+                               progress=progress)  # fmt: skip
+    reports = [targets.report(p) for p in preds]
+
+    def names(s: Sequence[int]) -> tuple[str, ...]:
+        return tuple(head_name(h // n_heads, h % n_heads) for h in s)
+
+    return ControlResult(settings, action.kind, len(heads), tuple(layers), len(pool), available, names(heads),
+                         tuple(names(s) for s in sets), reports[0], tuple(reports[1:]))  # fmt: skip
