@@ -79,6 +79,26 @@ def head_action(edit: EditTensors) -> tuple[list[int], HeadAction]:
     return projected, HeadAction("project", linear[0])
 
 
+@dataclass(frozen=True)
+class CalibrationMeans:
+    """The calibration means a control needs: every head's [L, H, D] and every out_proj bias part's [L, D]."""
+
+    heads: Tensor
+    biases: Tensor
+
+    @classmethod
+    def of(cls, store: DecompositionStore) -> CalibrationMeans:
+        """The means of an exact-convention store, as :func:`compile_edit <editclip.compile>` takes them."""
+        _check_exact(store)
+        return cls(store.mean("heads"), store.mean("biases"))
+
+
+def _check_exact(store: DecompositionStore) -> None:
+    if store.convention != "exact":
+        raise EditclipError(f"store {str(store.root)!r} uses the {store.convention!r} convention; controls need "
+                            "'exact' parts")  # fmt: skip
+
+
 def draw_head_sets(
     pool: Sequence[int], k: int, count: int, exclude: Sequence[int], seed: int
 ) -> tuple[list[tuple[int, ...]], int]:
@@ -110,7 +130,7 @@ def draw_head_sets(
 @torch.no_grad()
 def head_set_scores(
     evaluation: DecompositionStore,
-    calibration: DecompositionStore,
+    calibration: DecompositionStore | CalibrationMeans,
     sets: Sequence[Sequence[int]],
     action: HeadAction,
     classifier: Tensor,
@@ -120,10 +140,8 @@ def head_set_scores(
 ) -> tuple[Tensor, Tensor | None]:
     """Predictions [S, N] (and, with ``keep_scores``, float64 class scores [S, N, C]) of the edit ``action``
     applied to each head set (flat indices), means from ``calibration``, on the images of ``evaluation``."""
-    for store in (evaluation, calibration):
-        if store.convention != "exact":
-            raise EditclipError(f"store {str(store.root)!r} uses the {store.convention!r} convention; controls "
-                                "need 'exact' parts")  # fmt: skip
+    _check_exact(evaluation)
+    means = calibration if isinstance(calibration, CalibrationMeans) else CalibrationMeans.of(calibration)
     n_layers, n_heads = int(evaluation.meta["shape"]["layers"]), int(evaluation.meta["shape"]["heads"])
     used = sorted({h for s in sets for h in s})
     column = {h: j for j, h in enumerate(used)}
@@ -132,7 +150,7 @@ def head_set_scores(
         member[i, [column[h] for h in s]] = 1.0
     w = classifier.double().t()  # [D, C]
     dim = w.shape[0]
-    head_means = calibration.mean("heads").flatten(0, 1)[used].double()  # [J, D], as compile_edit takes them
+    head_means = means.heads.flatten(0, 1)[used].double()  # [J, D]
     a = torch.zeros(dim, dim, dtype=torch.float64) if action.linear is None else action.linear.double()
     to_delta = (a - torch.eye(dim, dtype=torch.float64)) @ w  # [D, C]
     offsets = (head_means - head_means @ a) @ w  # [J, C]
@@ -141,7 +159,7 @@ def head_set_scores(
         for i, s in enumerate(sets):
             for layer in range(n_layers):
                 full[i, layer] = float(all(layer * n_heads + h in s for h in range(n_heads)))
-    bias_offsets = calibration.mean("biases").double() @ w if bool(full.any()) else None  # [L, C]
+    bias_offsets = means.biases.double() @ w if bool(full.any()) else None  # [L, C]
 
     preds, scores = [], []
     for chunk in tqdm(range(evaluation.n_chunks), desc="random-head controls", unit="chunk",
@@ -237,7 +255,7 @@ def control_pool(heads: Sequence[int], layers: str, n_layers: int, n_heads: int)
 
 def random_head_controls(
     evaluation: DecompositionStore,
-    calibration: DecompositionStore,
+    calibration: DecompositionStore | CalibrationMeans,
     edit: EditTensors,
     classifier: Tensor,
     targets: Targets,
@@ -246,7 +264,7 @@ def random_head_controls(
     progress: bool = True,
 ) -> ControlResult:
     """Score ``edit`` and ``settings.random_heads`` random head sets of its size with the same action on the
-    evaluation store (means from the calibration store), in one pass over the stored parts."""
+    evaluation store (means from the calibration store, or precomputed), in one pass over the stored parts."""
     settings = settings or ControlSettings()
     heads, action = head_action(edit)
     shape = evaluation.meta["shape"]

@@ -205,13 +205,20 @@ def group_metrics(
             raise EditclipError(f"{name} has {len(values)} values but there are {len(pred_a)} predictions")
     if len(pred_a) == 0:
         raise EditclipError("no predictions to evaluate")
-    keys = list(zip(*([_scalar(v) for v in values] for values in columns.values()), strict=True))
-    correct = (pred_a == label_a).tolist()
-    tally: dict[tuple[Any, ...], list[int]] = {}
-    for key, ok in zip(keys, correct, strict=True):
-        counts = tally.setdefault(key, [0, 0])
-        counts[0] += 1
-        counts[1] += int(ok)
+    codes, uniques = [], []
+    for values in columns.values():
+        inverse, unique = _codes(values)
+        codes.append(inverse)
+        uniques.append(unique)
+    combined = np.ravel_multi_index(codes, [len(u) for u in uniques]) if len(codes) > 1 else codes[0]
+    present, group_of = np.unique(combined, return_inverse=True)
+    counts = np.bincount(group_of.reshape(-1), minlength=len(present))
+    hits = np.bincount(group_of.reshape(-1)[pred_a == label_a], minlength=len(present))
+    parts = np.unravel_index(present, [len(u) for u in uniques]) if len(codes) > 1 else (present,)
+    tally = {
+        tuple(u[int(c)] for u, c in zip(uniques, code, strict=True)): (int(n), int(ok))
+        for *code, n, ok in zip(*parts, counts, hits, strict=True)
+    }
     train = {tuple(_scalar(v) for v in k): int(n) for k, n in (train_group_counts or {}).items()}
     stats = tuple(
         GroupStat(key, group_name(columns, key), n, ok, train.get(key), display_name(columns, key, value_names))
@@ -245,6 +252,17 @@ def _flat(values: Any, what: str) -> np.ndarray:
     if array.ndim != 1:
         raise EditclipError(f"{what} must be one value per image (1-D), got shape {array.shape}")
     return array
+
+
+def _codes(values: np.ndarray) -> tuple[np.ndarray, list[Any]]:
+    """[N] integer codes of a column's values and the (plain) value of each code."""
+    try:
+        unique, inverse = np.unique(values, return_inverse=True)
+    except TypeError:  # values of several types (an object column): no order, so codes by first appearance
+        index: dict[Any, int] = {}
+        inverse = np.array([index.setdefault(_scalar(v), len(index)) for v in values.tolist()], dtype=np.int64)
+        return inverse, list(index)
+    return inverse.reshape(-1), [_scalar(v) for v in unique]
 
 
 def _order(key: tuple[Any, ...]) -> list[tuple[str, Any]]:

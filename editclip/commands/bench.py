@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..names import parse_layers
+from ._bench_controls import register_controls
 from ._bench_export import register_export
 from ._bench_segment import register_segment
 from ._bench_startup import register_startup
@@ -25,6 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     register_segment(bench)
     register_export(bench)
     register_startup(bench)
+    register_controls(bench)
 
 
 def run_decompose(args: argparse.Namespace) -> int:
