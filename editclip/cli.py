@@ -30,6 +30,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "curves",
     "retrieve",
     "suggest",
+    "sweep",
     "export",
     "run",
     "demo",
