@@ -7,10 +7,18 @@ reads). With V a normaliser (below) and variances meaning traces of covariance m
 
 - **groups** (``spurious`` column, optional ``label`` column): a grouping g of the images explains the
   between-group variance B_g = sum_groups n_g |mean_g - mean|^2 of the head's part in S (the sum of
-  squares of a one-way ANOVA). The score is ``(B_spurious - B_label) / V``: how much of the head's part
-  follows the spurious attribute's group means, minus how much follows the label's. A head that
-  separates backgrounds but not classes scores high; a head that carries the class scores low, since
-  ablating it would cost accuracy. The report also gives eta^2 = B / (the head's variance in S) for each.
+  squares of a one-way ANOVA). Two rankings, by name (``score=``):
+
+  - ``difference`` (default; *variance-weighted*): ``(B_spurious - B_label) / V``, how much of the head's
+    part follows the spurious attribute's group means, minus how much follows the label's. A head that
+    separates backgrounds but not classes scores high; a head that carries the class scores low, since
+    ablating it would cost accuracy. Weighted by variance, a head ranks by how much it moves the output.
+  - ``ratio`` (*mean-difference ratio*): ``sqrt(B_spurious / B_label)``, for two balanced groups per
+    column the ratio of the distances between the group means, ``|mean_s1 - mean_s0| / |mean_y1 -
+    mean_y0|``. It needs no normaliser (V cancels) and ignores how large the part is, so a tiny head
+    that separates places cleanly ranks as high as a large one.
+
+  The report also gives eta^2 = B / (the head's variance in S) for each column.
 - **texts** (``directions`` only): the score is the head's variance inside S over V.
 
 ``by="embedding"`` (default) takes V = the total variance of the unit embedding, so a head whose part is
@@ -18,9 +26,15 @@ tiny ranks low however cleanly it encodes the attribute: scores of different hea
 how much each head moves the output. ``by="head"`` takes V = the head's own total variance (a fraction
 per head: eta^2_spurious - eta^2_label, or the share of the head's variance along the texts).
 
-A third ranking (:func:`word_scores`) runs TextSpan per head and scores the share of the head's variance
-explained by the chosen texts that contain given words ("water", "forest"), as the paper did by reading
-the texts.
+Two more rankings read each head's TextSpan texts (m per head, from a description pool):
+
+- :func:`word_scores`: the share of the head's variance explained by the chosen texts that *name* given
+  words ("water", "forest"), as the paper did by reading the texts. A text names a word when the word (or
+  its plural) is a whole token heading its phrase (:func:`names_word`): not a modifier of the next word
+  ("water pistol", "field hockey") and not the bare complement of an ``of`` after another noun ("depth of
+  field", "a glass of water"; but "a photo of water" names water).
+- :func:`semantic_scores`: no words, only meaning: the share of the head's variance that its TextSpan
+  reconstruction places inside the span of the given texts' embeddings.
 """
 
 from __future__ import annotations
@@ -35,6 +49,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from ._selection import MAX_AVG_DROP, SCORES, TOLERANCE, choose_k
 from ._textspan import textspan
 from .errors import EditclipError
 from .evaluate import GroupReport, group_metrics, predict
@@ -42,6 +57,7 @@ from .names import head_name, parse_head, parse_layers
 from .store import DecompositionStore
 
 Normaliser = Literal["embedding", "head"]
+Score = Literal["difference", "ratio"]
 
 
 @dataclass(frozen=True)
@@ -85,18 +101,25 @@ def head_scores(
     label: str | None = None,
     directions: Tensor | None = None,
     by: Normaliser = "embedding",
+    score: Score = "difference",
     layers: str | None = None,
     progress: bool = True,
 ) -> list[HeadScore]:
     """Rank the heads of ``layers`` (a selection like ``last:4``; default all) by the module's score,
     best first. Give ``spurious`` (with an optional ``label``) column names for the groups score, or
-    only ``directions`` [m, D] (rows spanning the subspace, e.g. text embeddings) for the texts score."""
+    only ``directions`` [m, D] (rows spanning the subspace, e.g. text embeddings) for the texts score.
+    ``score`` names the groups ranking: ``difference`` (variance-weighted, over the normaliser ``by``) or
+    ``ratio`` (the mean-difference ratio, which needs ``label``)."""
     if spurious is None and directions is None:
         raise EditclipError("nothing to rank by: give a spurious column (with a label column) or directions (texts)")
     if label is not None and label == spurious:
         raise EditclipError(f"the spurious column and the label column are both {label!r}")
     if by not in ("embedding", "head"):
         raise EditclipError(f"unknown normaliser {by!r}: use 'embedding' or 'head'")
+    if score not in SCORES:
+        raise EditclipError(f"unknown score {score!r}: use {' or '.join(SCORES)}")
+    if score == "ratio" and (spurious is None or label is None):
+        raise EditclipError("the mean-difference ratio compares the spurious column with the label: give both")
     scale = _scale(store)
     chosen = _candidates(store, layers)
     basis = None
@@ -121,7 +144,7 @@ def head_scores(
         heads = heads / norms[:, None, None, None]
         sub = heads @ basis.t() if basis is not None else heads
         acc.add(rows, z / z.norm(dim=-1, keepdim=True), heads, sub)
-    return acc.scores(chosen, by)
+    return acc.scores(chosen, by, score)
 
 
 class _Accumulator:
@@ -155,7 +178,7 @@ class _Accumulator:
         within_means = ((sums[keep] ** 2).sum(-1) / counts[keep][:, None, None]).sum(0)
         return within_means - (self.sums["sub"] ** 2).sum(-1) / self.count
 
-    def scores(self, layers: list[int], by: Normaliser) -> list[HeadScore]:
+    def scores(self, layers: list[int], by: Normaliser, kind: Score = "difference") -> list[HeadScore]:
         if self.count < 2:
             raise EditclipError(f"ranking heads needs at least 2 calibration images; the store has {self.count}")
         sub_var = self.variance("sub")
@@ -163,7 +186,12 @@ class _Accumulator:
         norm = norm.clamp_min(1e-30)
         between = {role: self.between(role) for role in self.groupings}
         # groups: spurious minus label between-group variance; texts: the variance inside the subspace
-        score = (between["spurious"] - between.get("label", 0)) / norm if "spurious" in between else sub_var / norm
+        if kind == "ratio":
+            score = (between["spurious"] / between["label"].clamp_min(1e-30)).sqrt()
+        elif "spurious" in between:
+            score = (between["spurious"] - between.get("label", 0)) / norm
+        else:
+            score = sub_var / norm
         fractions = {role: b / sub_var.clamp_min(1e-30) for role, b in between.items()}
         out = [
             HeadScore(
@@ -191,12 +219,60 @@ def _orthonormal(directions: Tensor) -> Tensor:
 # TextSpan texts that name given words
 
 
-def _word_pattern(words: Sequence[str]) -> re.Pattern[str]:
-    """Whole words, case-insensitive, plurals included (``lake`` matches "lakes", not "lakeside")."""
+_FUNCTION_WORDS = frozenset(
+    [
+        "a", "an", "the", "of", "in", "on", "at", "by", "with", "without", "and", "or", "but", "under", "over", "near",
+        "beside", "behind", "above", "below", "into", "onto", "from", "to", "for", "against", "along", "across",
+        "around", "through", "between", "among", "is", "are", "was", "were", "be", "being", "this", "that", "these",
+        "those", "its", "their", "his", "her", "it", "as", "like", "while", "during",
+    ]
+)
+_FRAME_WORDS = frozenset(
+    [
+        "photo", "photos", "photograph", "picture", "image", "images", "view", "views", "close-up", "closeup", "shot",
+        "snapshot", "painting", "drawing", "illustration", "scene", "sketch", "render", "rendering",
+    ]
+)
+_TOKEN = re.compile(r"[a-z0-9]+(?:['-][a-z0-9]+)*|[^\sa-z0-9]")
+
+
+def _forms(word: str) -> set[tuple[str, ...]]:
+    """Token sequences of a word or phrase and of its plural (last word + s, es, or y -> ies)."""
+    tokens = tuple(_TOKEN.findall(word.lower()))
+    if not tokens:
+        return set()
+    *rest, last = tokens
+    plurals = {last, last + "s", last + "es"} | ({last[:-1] + "ies"} if last.endswith("y") else set())
+    return {(*rest, p) for p in plurals}
+
+
+def names_word(text: str, word: str) -> bool:
+    """Whether ``text`` names ``word`` (a word or phrase, plurals included): the word occurs as whole tokens,
+    not followed by another content word (which it would modify: "water pistol") and not right after an
+    ``of`` that follows a content word other than a framing word (its complement: "depth of field", but
+    "a photo of water" names water)."""
+    tokens = _TOKEN.findall(text.lower())
+    for form in _forms(word):
+        n = len(form)
+        for i in range(len(tokens) - n + 1):
+            if tuple(tokens[i : i + n]) != form:
+                continue
+            after = tokens[i + n] if i + n < len(tokens) else None
+            if after is not None and after[0].isalnum() and after not in _FUNCTION_WORDS:
+                continue
+            before = tokens[i - 2] if i >= 2 else None
+            if tokens[i - 1 : i] == ["of"] and before is not None and before[0].isalnum() and \
+                    before not in _FUNCTION_WORDS and before not in _FRAME_WORDS:  # fmt: skip
+                continue
+            return True
+    return False
+
+
+def _words(words: Sequence[str]) -> list[str]:
     cleaned = [w.strip() for w in words if w.strip()]
     if not cleaned:
         raise EditclipError("no words to match: give at least one, e.g. water forest")
-    return re.compile(r"\b(?:" + "|".join(re.escape(w) for w in cleaned) + r")(?:s|es)?\b", re.IGNORECASE)
+    return cleaned
 
 
 @torch.no_grad()
@@ -211,8 +287,8 @@ def word_scores(
     progress: bool = True,
 ) -> list[WordScore]:
     """Rank heads by the share of their variance explained by the TextSpan texts (m per head, from the
-    pool ``texts`` with unit embeddings [M, D]) that contain any of ``words``, best first."""
-    pattern = _word_pattern(words)
+    pool ``texts`` with unit embeddings [M, D]) that name any of ``words`` (:func:`names_word`), best first."""
+    words = _words(words)
     scale = _scale(store)
     norms = store.read("embedding").norm(dim=-1) if scale else None
     out = []
@@ -223,10 +299,55 @@ def word_scores(
         result = textspan(heads.transpose(0, 1), text_embeddings, m=m, texts=list(texts))
         gains = torch.diff(result.explained, dim=-1, prepend=torch.zeros_like(result.explained[..., :1]))
         for h, chosen in enumerate(result.texts or []):
-            hits = [i for i, text in enumerate(chosen) if pattern.search(text)]
+            hits = [i for i, text in enumerate(chosen) if any(names_word(text, w) for w in words)]
             score = float(gains[h, hits].sum()) if hits else 0.0
             out.append(WordScore(head_name(layer, h), score, tuple(chosen[i] for i in hits)))
     return sorted(out, key=lambda s: -s.score)
+
+
+@torch.no_grad()
+def semantic_scores(
+    store: DecompositionStore,
+    texts: Sequence[str],
+    text_embeddings: Tensor,
+    query: Tensor,
+    *,
+    m: int = 10,
+    layers: str | None = None,
+    progress: bool = True,
+) -> list[WordScore]:
+    """Rank heads by the share of their variance that their TextSpan reconstruction (m texts per head from the
+    pool ``texts`` with unit embeddings [M, D]) places in the span of ``query`` [q, D] (e.g. the embeddings
+    of "water", "a lake"): ``sum_x |P_Q P_B (c(x) - mean)|^2 / sum_x |c(x) - mean|^2``, best first. A head's
+    ``texts`` are its TextSpan texts, in order."""
+    q = _orthonormal(query)
+    if q.shape[1] != text_embeddings.shape[1]:
+        raise EditclipError(f"query texts are {q.shape[1]}-wide but the pool's embeddings are "
+                            f"{text_embeddings.shape[1]}-wide")  # fmt: skip
+    scale = _scale(store)
+    norms = store.read("embedding").norm(dim=-1) if scale else None
+    out = []
+    for layer in tqdm(_candidates(store, layers), desc="TextSpan", unit="layer", disable=not progress):
+        heads = store.read("heads", index=(layer,))  # [N, H, D]
+        if norms is not None:
+            heads = heads / norms[:, None, None]
+        result = textspan(heads.transpose(0, 1), text_embeddings, m=m, texts=list(texts))
+        centred = heads.transpose(0, 1).double() - result.mean.double()[:, None]  # [H, N, D]
+        basis = result.basis.double()  # [H, m, D] orthonormal
+        coefficients = centred @ basis.transpose(1, 2)  # [H, N, m]
+        inside = ((coefficients @ (basis @ q.t())) ** 2).sum((1, 2))  # |P_Q P_B c|^2 summed over images
+        total = (centred**2).sum((1, 2)).clamp_min(1e-30)
+        for h, chosen in enumerate(result.texts or []):
+            out.append(WordScore(head_name(layer, h), float(inside[h] / total[h]), tuple(chosen)))
+    return sorted(out, key=lambda s: -s.score)
+
+
+def relative_cutoff(scores: Sequence[HeadScore | WordScore], cutoff: float) -> list[str]:
+    """The heads whose score is positive and at least ``cutoff`` times the best score, in rank order."""
+    if not 0 < cutoff <= 1:
+        raise EditclipError(f"the relative cut-off {cutoff} must be in (0, 1]")
+    best = max((s.score for s in scores), default=0.0)
+    return [s.head for s in scores if s.score > 0 and s.score >= cutoff * best]
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -254,11 +375,12 @@ def pick_top_k(
     groups: Sequence[str],
     *,
     max_k: int | None = None,
-    max_avg_drop: float = 0.05,
+    max_avg_drop: float = MAX_AVG_DROP,
+    tolerance: float = TOLERANCE,
 ) -> Pick:
-    """Mean-ablate the first k heads of ``ranking`` (k = 0..max_k) on the calibration store and choose the k
-    with the best worst-group accuracy whose average accuracy stays within ``max_avg_drop`` of the
-    unedited model's (the smallest such k on ties).
+    """Mean-ablate the first k heads of ``ranking`` (k = 0..max_k) on the calibration store and choose k by
+    :func:`editclip._selection.choose_k`: the smallest k whose worst-group accuracy is within ``tolerance`` of the
+    best among the k whose average accuracy stays within ``max_avg_drop`` of the unedited model's.
 
     The edited embeddings are exactly what a spec ``mean_ablate: [those heads]`` compiled on this store
     gives (head means; a layer's out_proj bias part too once all its heads are ablated).
@@ -282,9 +404,7 @@ def pick_top_k(
         if len(done[layer]) == n_heads:
             z = z + bias_means[layer] - store.read("biases", index=(layer,))
         trials.append((k, group_metrics(predict(z, classifier), label_values, columns)))
-    base = trials[0][1].acc_avg
-    allowed = [(k, r) for k, r in trials if r.acc_avg >= base - max_avg_drop - 1e-12]
-    best_k = max(allowed, key=lambda t: (t[1].acc_wg, -t[0]))[0]
+    best_k = choose_k(trials, tolerance, max_avg_drop)
     return Pick(tuple(ranking[:best_k]), tuple(trials))
 
 

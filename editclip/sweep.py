@@ -5,7 +5,7 @@ Every edit and control is scored by the one-pass logit arithmetic of :mod:`editc
 prediction of a mean-ablated head set is the base class scores plus the sum of its heads' deltas), so a
 sweep of K values with R controls each costs about one fast-path evaluation per split.
 
-**Choosing k** (:func:`choose_k`, also ``editclip suggest --pick``): among the k whose calibration
+**Choosing k** (:func:`editclip._selection.choose_k`, also ``editclip suggest --pick``): among the k whose calibration
 average accuracy stays within ``max_avg_drop`` of the unedited model's, take the best calibration worst-group
 accuracy, and pick the *smallest* k within ``tolerance`` of it. The evaluation images play no part.
 """
@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ._selection import MAX_AVG_DROP, TOLERANCE, choose_k
 from .controls import CalibrationMeans, ControlSettings, HeadAction, control_pool, draw_head_sets, head_set_scores
 from .errors import EditclipError
 from .evaluate import GroupReport
@@ -30,25 +31,6 @@ from .store import DecompositionStore
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
-
-TOLERANCE = 0.01  # one point of worst-group accuracy
-MAX_AVG_DROP = 0.05
-
-
-def choose_k(
-    trials: Sequence[tuple[int, GroupReport]], tolerance: float = TOLERANCE, max_avg_drop: float = MAX_AVG_DROP
-) -> int:
-    """The smallest k whose worst-group accuracy is within ``tolerance`` of the best among the k whose average
-    accuracy is at most ``max_avg_drop`` below the unedited model's (``trials`` include k = 0, the baseline)."""
-    if not trials or trials[0][0] != 0:
-        raise EditclipError("choosing k needs the trials of k = 0 (the unedited model) first")
-    if tolerance < 0 or max_avg_drop < 0:
-        raise EditclipError(f"tolerance ({tolerance}) and max_avg_drop ({max_avg_drop}) must be >= 0")
-    base = trials[0][1].acc_avg
-    allowed = [(k, r) for k, r in trials if r.acc_avg >= base - max_avg_drop - 1e-12]
-    best = max(r.acc_wg for _, r in allowed)
-    return min(k for k, r in allowed if r.acc_wg >= best - tolerance - 1e-12)
-
 
 @dataclass(frozen=True)
 class SweepRow:

@@ -15,7 +15,15 @@ from editclip import cli
 from editclip._decompose import Decomposition
 from editclip.errors import EditclipError
 from editclip.store import DecompositionStore
-from editclip.suggest import head_scores, pick_top_k, spec_fragment, word_scores
+from editclip.suggest import (
+    head_scores,
+    names_word,
+    pick_top_k,
+    relative_cutoff,
+    semantic_scores,
+    spec_fragment,
+    word_scores,
+)
 
 N, L, H, D = 64, 2, 2, 8
 SPURIOUS_HEAD, LABEL_HEAD = (1, 1), (0, 0)
@@ -91,6 +99,71 @@ def test_group_scores_match_their_definition(tmp_path: Path) -> None:
     assert top.score == pytest.approx(top.spurious - top.label, rel=1e-6)  # fractions of the head's variance
 
 
+def test_mean_difference_ratio_matches_its_definition(tmp_path: Path) -> None:
+    store = planted_store(tmp_path / "s")
+    ratio = {s.head: s.score for s in head_scores(store, spurious="place", label="y", score="ratio", progress=False)}
+    b_place, b_y, _ = _by_hand(store)
+    z = store.read("embedding").double()
+    c = store.read("heads").double() / z.norm(dim=-1)[:, None, None, None]
+    place = torch.from_numpy(store.column("place") == 1)
+    y = torch.from_numpy(store.column("y") == 1)
+    for layer in range(L):
+        for head in range(H):
+            assert ratio[f"L{layer}.H{head}"] == pytest.approx(float((b_place / b_y)[layer, head].sqrt()), rel=1e-5)
+    # balanced groups: the ratio of the distances between the two group means
+    part = c[:, 1, 1]
+    by_means = (part[place].mean(0) - part[~place].mean(0)).norm() / (part[y].mean(0) - part[~y].mean(0)).norm()
+    assert ratio["L1.H1"] == pytest.approx(float(by_means), rel=1e-5)
+    assert max(ratio, key=ratio.get) == "L1.H1" and min(ratio, key=ratio.get) == "L0.H0"
+    with pytest.raises(EditclipError, match="give both"):
+        head_scores(store, spurious="place", score="ratio", progress=False)
+    with pytest.raises(EditclipError, match="unknown score"):
+        head_scores(store, spurious="place", label="y", score="eta", progress=False)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("text", "word", "names"),
+    [
+        ("a photo with a shallow depth of field", "field", False),  # complement of 'depth of'
+        ("a product photo of a water pistol", "water", False),  # modifies 'pistol'
+        ("people playing field hockey", "field", False),
+        ("a glass of water", "water", False),
+        ("a farmer in a field", "field", True),
+        ("a heron standing in shallow water.", "water", True),
+        ("a photo of water", "water", True),  # 'photo of' frames what is shown
+        ("dolphins jumping out of the water", "water", True),
+        ("a landscape with wheat fields", "field", True),  # plural, heading its phrase
+        ("a field of ripe wheat", "field", True),
+        ("a lakeside cabin", "lake", False),  # whole words only
+        ("red berries on a bush", "berry", True),
+        ("an aerial photo of a lava field", "lava field", True),  # phrases
+        ("Blue WATER, calm", "water", True),
+    ],
+)
+def test_words_name_whole_words_heading_their_phrase(text: str, word: str, names: bool) -> None:
+    assert names_word(text, word) is names
+
+
+def test_semantic_scores_are_the_textspan_reconstruction_inside_the_span(tmp_path: Path) -> None:
+    store = planted_store(tmp_path / "s")
+    pool = [f"text {i}" for i in range(D)]
+    embeddings = torch.eye(D)  # text i is e_i
+    query = torch.eye(D)[:1] * 3  # the span of e0 (the length of a query row does not matter)
+    ranking = semantic_scores(store, pool, embeddings, query, m=2, progress=False)
+    assert ranking[0].head in ("L1.H1", "L0.H0") and ranking[0].texts[0] == "text 0"
+    z = store.read("embedding")
+    for row in ranking:
+        layer, head = (int(x[1:]) for x in row.head.split("."))
+        c = (store.read("heads")[:, layer, head] / z.norm(dim=-1)[:, None]).double()
+        centred = c - c.mean(0)
+        chosen = [pool.index(t) for t in row.texts]  # the TextSpan basis is e_chosen, so P_Q P_B keeps e0 if chosen
+        inside = (centred[:, 0] ** 2).sum() if 0 in chosen else 0.0
+        assert row.score == pytest.approx(float(inside / (centred**2).sum()), abs=1e-6)
+    assert relative_cutoff(ranking, 0.5) == [r.head for r in ranking if r.score >= 0.5 * ranking[0].score > 0]
+    with pytest.raises(EditclipError, match="cut-off"):
+        relative_cutoff(ranking, 0.0)
+
+
 def test_planted_heads_rank_first_and_last(tmp_path: Path) -> None:
     ranking = head_scores(planted_store(tmp_path / "s"), spurious="place", label="y", progress=False)
     assert ranking[0].head == "L1.H1" and ranking[0].spurious > 0.5 and ranking[0].label < 0.05
@@ -152,7 +225,10 @@ def test_suggest_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--spurious", "place", "--words", "water"], "not both"),
+        (["--spurious", "place", "--words", "water"], "not several"),
+        (["--semantic", "water", "--words", "water"], "not several"),
+        (["--spurious", "place", "--cutoff", "0"], "--cutoff"),
+        (["--spurious", "place", "--score", "ratio"], "give both"),
         ([], "nothing to rank by"),
         (["--spurious", "place", "--pick"], "--pick needs --classes"),
         (["--spurious", "nope", "--label", "y"], "no column 'nope'"),

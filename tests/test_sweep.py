@@ -10,12 +10,13 @@ import torch
 
 import editclip
 from editclip._compile import calibration_store, compile_edit
+from editclip._selection import choose_k
 from editclip.controls import ControlSettings
 from editclip.data import load_dataset
 from editclip.evaluate import group_metrics, predict, zero_shot_classifier
 from editclip.evaluation_paths import fast_embeddings, targets
 from editclip.spec import EditSpec
-from editclip.sweep import choose_k, sweep_k
+from editclip.sweep import sweep_k
 
 RANKING = ["L3.H1", "L2.H0", "L3.H3", "L1.H2"]
 

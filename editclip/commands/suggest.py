@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._constants import TEMPLATE_SETS
 from .._io import prepare_output, write_json
+from .._selection import CUTOFF, MAX_AVG_DROP, SCORES, TOLERANCE
 from ..errors import EditclipError
 from ._common import add_data_args, add_model_args, add_overwrite_arg, backbone_from_args, dataset_from_args
 
@@ -23,12 +24,16 @@ def register(sub: argparse._SubParsersAction) -> None:
         "suggest",
         help="rank heads whose direct part follows a spurious attribute (or given texts); print a spec fragment",
         description="Rank the heads by how much of their direct contribution follows a spurious attribute "
-        "rather than the label (--spurious/--label: between-group variances of the calibration images), "
-        "by their variance along given texts (--texts), or by the share of their variance explained by "
-        "TextSpan texts that contain given words (--words). Scores are relative to the unit embedding's total "
-        "variance (--by embedding) or to each head's own (--by head). With --classes and --pick, the number "
-        "of heads is chosen on the calibration images: the k whose mean-ablation gives the best worst-group "
-        "accuracy with the average within --max-avg-drop.",
+        "rather than the label (--spurious/--label: between-group variances of the calibration images; --score "
+        "difference, variance-weighted, or ratio, the mean-difference ratio), by their variance along given "
+        "texts (--texts), by the share of their variance explained by TextSpan texts that name given words "
+        "(--words: whole words heading their phrase, so 'water' does not match 'water pistol' nor 'field' "
+        "'depth of field'), or by the share of their TextSpan reconstruction inside the span of given texts "
+        "(--semantic). The difference and texts scores are relative to the unit embedding's total variance "
+        "(--by embedding) or to each head's own (--by head). The spec fragment takes the heads scoring at least "
+        "--cutoff times the best score; with --classes and --pick (labels needed), the number of heads is "
+        "chosen on the calibration images instead: the smallest k within --tolerance of the best worst-group "
+        "accuracy, with the average within --max-avg-drop (the rule of `editclip sweep`).",
     )
     source = parser.add_argument_group("calibration decomposition (a store, or a model and data)")
     source.add_argument("--store", help="an exact-convention decomposition store (`editclip decompose`)")
@@ -40,9 +45,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     how.add_argument("--label", help="column of the label (e.g. y); its explained variance is subtracted")
     how.add_argument("--texts", nargs="+", metavar="TEXT", help="rank by variance along these texts (or, with "
                      "--spurious, measure the groups inside their span)")  # fmt: skip
-    how.add_argument("--words", nargs="+", metavar="WORD", help="rank by TextSpan texts containing these words")
-    how.add_argument("--pool", default="general", help="description pool for --words (default general)")
-    how.add_argument("--m", type=int, default=10, help="TextSpan texts per head for --words (default 10)")
+    how.add_argument("--words", nargs="+", metavar="WORD", help="rank by TextSpan texts naming these words")
+    how.add_argument("--semantic", nargs="+", metavar="TEXT", help="rank by the share of each head's TextSpan "
+                     "reconstruction inside the span of these texts")  # fmt: skip
+    how.add_argument("--pool", default="general", help="description pool for --words/--semantic (default general)")
+    how.add_argument("--m", type=int, default=10, help="TextSpan texts per head for --words/--semantic (default 10)")
+    how.add_argument("--score", choices=SCORES, default="difference", help="groups ranking: difference "
+                     "(variance-weighted, default) or ratio (mean-difference ratio; needs --label)")  # fmt: skip
     how.add_argument("--by", choices=("embedding", "head"), default="embedding",
                      help="normalise by the embedding's total variance (default) or by each head's")  # fmt: skip
     how.add_argument("--layers", help="only heads of these layers, e.g. last:4 or L8-11 (default all)")
@@ -53,10 +62,16 @@ def register(sub: argparse._SubParsersAction) -> None:
                      help="measure the groups only along the class-embedding differences (what the classifier "
                      "reads)")  # fmt: skip
     out = parser.add_argument_group("output")
-    out.add_argument("--top", type=int, default=5, help="heads in the spec fragment (the most --pick tries)")
+    out.add_argument("--cutoff", type=float, default=CUTOFF, help="fragment: heads scoring at least this fraction "
+                     f"of the best score (default {CUTOFF})")  # fmt: skip
+    out.add_argument("--top", type=int, help="at most this many heads in the cut-off fragment (not --pick; "
+                     "default: no cap)")  # fmt: skip
     out.add_argument("--pick", action="store_true", help="choose how many heads on the calibration images")
-    out.add_argument("--max-avg-drop", type=float, default=0.05, help="largest average-accuracy loss --pick "
-                     "accepts (fraction, default 0.05)")  # fmt: skip
+    out.add_argument("--max-k", type=int, help="largest k --pick tries (default: every positive-scoring head)")
+    out.add_argument("--tolerance", type=float, default=TOLERANCE, help="worst-group accuracy (fraction) --pick "
+                     f"gives up for fewer heads (default {TOLERANCE})")  # fmt: skip
+    out.add_argument("--max-avg-drop", type=float, default=MAX_AVG_DROP, help="largest average-accuracy loss "
+                     f"--pick accepts (fraction, default {MAX_AVG_DROP})")  # fmt: skip
     out.add_argument("--show", type=int, default=20, help="rows of the ranking to print (default 20)")
     out.add_argument("--json", metavar="FILE", help="also write the ranking (and pick) as JSON")
     add_overwrite_arg(out, "an existing --json file")
@@ -66,14 +81,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..evaluate import zero_shot_classifier
     from ..store import backbone_for_store
-    from ..suggest import head_scores, pick_top_k, spec_fragment, word_scores
+    from ..suggest import head_scores, pick_top_k, relative_cutoff, semantic_scores, spec_fragment, word_scores
     from ..text import encode_texts, load_pool
 
     if args.json:
         prepare_output(args.json, args.overwrite, "file", what="--json")
     _check_args(args)
     store, bb = _store_and_backbone(args)
-    need_model = bool(args.texts or args.words or args.classes)
+    need_model = bool(args.texts or args.words or args.semantic or args.classes)
     if need_model and bb is None:
         bb = backbone_for_store(store, args.device)
     classifier = None
@@ -86,27 +101,33 @@ def run(args: argparse.Namespace) -> int:
     if args.words:
         pool = load_pool(args.pool)
         ranking = word_scores(store, pool, encode_texts(bb, pool), args.words, m=args.m, layers=args.layers)
+    elif args.semantic:
+        pool = load_pool(args.pool)
+        query = encode_texts(bb, list(args.semantic), progress=False)
+        ranking = semantic_scores(store, pool, encode_texts(bb, pool), query, m=args.m, layers=args.layers)
     else:
         directions = encode_texts(bb, args.texts, progress=False) if args.texts else None
         if args.along_classes:
             directions = classifier - classifier.mean(0, keepdim=True)
         ranking = head_scores(store, spurious=args.spurious, label=args.label, directions=directions, by=args.by,
-                              layers=args.layers)  # fmt: skip
+                              score=args.score, layers=args.layers)  # fmt: skip
     print(_table(ranking[: args.show]))
     candidates = [r.head for r in ranking if r.score > 0]
     report: dict[str, Any] = {"store": store.describe(), "ranking": [asdict(r) for r in ranking]}
     if args.pick:
         if args.label is None or args.spurious is None:
             raise EditclipError("--pick needs --label and --spurious (the groups whose worst accuracy it raises)")
-        pick = pick_top_k(store, candidates, classifier, args.label, [args.label, args.spurious], max_k=args.top,
-                          max_avg_drop=args.max_avg_drop)  # fmt: skip
+        pick = pick_top_k(store, candidates, classifier, args.label, [args.label, args.spurious], max_k=args.max_k,
+                          max_avg_drop=args.max_avg_drop, tolerance=args.tolerance)  # fmt: skip
         print("\nmean-ablating the top k on the calibration images:")
         print("\n".join(f"  k={k:<3d} average {100 * r.acc_avg:5.1f}  worst group {100 * r.acc_wg:5.1f} "
                         f"({r.worst.name})" for k, r in pick.trials))  # fmt: skip
-        heads = list(pick.heads)
-        report["pick"] = {"k": pick.k, "trials": [{"k": k, **r.as_dict()} for k, r in pick.trials]}
+        heads = list(pick.heads)  # --top caps only the cut-off fragment: the pick is the pick
+        report["pick"] = {"k": pick.k, "tolerance": args.tolerance, "max_avg_drop": args.max_avg_drop,
+                          "trials": [{"k": k, **r.as_dict()} for k, r in pick.trials]}  # fmt: skip
     else:
-        heads = candidates[: args.top]
+        heads = relative_cutoff(ranking, args.cutoff)[: args.top]
+        report["cutoff"] = args.cutoff
     print(f"\nspec fragment ({len(heads)} head{'s' if len(heads) != 1 else ''}):\n{spec_fragment(heads)}")
     report["heads"] = heads
     if args.json:
@@ -115,19 +136,23 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _check_args(args: argparse.Namespace) -> None:
-    modes = [bool(args.spurious), bool(args.words)]
+    modes = [bool(args.spurious), bool(args.words), bool(args.semantic)]
     if sum(modes) > 1:
-        raise EditclipError("give either --spurious (with --label) or --words, not both")
+        raise EditclipError("give one of --spurious (with --label), --words and --semantic, not several")
     if not any(modes) and not args.texts:
-        raise EditclipError("nothing to rank by: give --spurious COLUMN [--label COLUMN], --texts ... or --words ...")
-    if args.words and args.texts:
-        raise EditclipError("--texts and --words are two rankings; give one")
+        raise EditclipError("nothing to rank by: give --spurious COLUMN [--label COLUMN], --texts ..., --words ... "
+                            "or --semantic ...")  # fmt: skip
+    if (args.words or args.semantic) and args.texts:
+        raise EditclipError("--texts is a ranking of its own; give it without --words or --semantic")
     if args.along_classes and (not args.classes or not args.spurious or args.texts):
         raise EditclipError("--along-classes needs --classes and --spurious (and no --texts)")
     if args.pick and not args.classes:
         raise EditclipError("--pick needs --classes (the zero-shot classifier whose worst group it raises)")
-    if args.top < 1 or args.show < 1 or args.m < 1:
-        raise EditclipError("--top, --show and --m must be positive")
+    if (args.top is not None and args.top < 1) or (args.max_k is not None and args.max_k < 1) or args.show < 1 \
+            or args.m < 1:  # fmt: skip
+        raise EditclipError("--top, --max-k, --show and --m must be positive")
+    if not 0 < args.cutoff <= 1 or args.tolerance < 0:
+        raise EditclipError(f"--cutoff {args.cutoff} must be in (0, 1] and --tolerance {args.tolerance} >= 0")
     if not 0 <= args.max_avg_drop <= 1:
         raise EditclipError(f"--max-avg-drop {args.max_avg_drop} must be a fraction in 0..1")
     if bool(args.store) == bool(args.data):

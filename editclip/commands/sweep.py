@@ -5,21 +5,15 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .._compile import calibration_dataset, calibration_store
 from .._io import write_json, write_text
-from ..baselines import embedding_projection, project_embeddings
-from ..controls import ControlSettings
-from ..data import load_dataset
+from .._selection import MAX_AVG_DROP, TOLERANCE
 from ..errors import EditclipError
-from ..evaluate import predict, zero_shot_classifier
-from ..evaluation_paths import fast_embeddings, targets
-from ..runner import check_output_folder, load_model
 from ..spec import EditSpec
-from ..suggest import head_scores, spec_fragment
-from ..sweep import MAX_AVG_DROP, TOLERANCE, Sweep, sweep_k
-from ..text import encode_texts
+
+if TYPE_CHECKING:
+    from ..sweep import Sweep
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -75,6 +69,17 @@ def _ranking_file(path: str) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from .._compile import calibration_dataset, calibration_store
+    from ..baselines import embedding_projection, project_embeddings
+    from ..controls import ControlSettings
+    from ..data import load_dataset
+    from ..evaluate import predict, zero_shot_classifier
+    from ..evaluation_paths import fast_embeddings, targets
+    from ..runner import check_output_folder, load_model
+    from ..suggest import head_scores, spec_fragment
+    from ..sweep import sweep_k
+    from ..text import encode_texts
+
     if sum(x is not None for x in (args.heads, args.ranking, args.spurious)) > 1:
         raise EditclipError("give one ranking: --heads, --ranking or --spurious")
     if args.max_k < 1 or args.random_heads < 0:
