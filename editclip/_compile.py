@@ -37,11 +37,13 @@ from tqdm.auto import tqdm
 from . import families
 from ._textspan import textspan
 from .backbone import Backbone
+from .baselines import embedding_projection
 from .data import ImageDataset, load_dataset
 from .edited import EditedCLIP, EditTensors
 from .errors import EditclipError
 from .names import parse_head, parse_mlp
 from .spec import DataSpec, EditSpec, MeanAblate, Project
+from .spec.edits import EMBEDDING
 from .store import DecompositionStore, decompose_dataset, model_source
 from .text import cache_root, encode_texts, load_pool
 from .tower import Tower
@@ -119,6 +121,12 @@ class CompiledEdit:
                 mean = mean / state[gamma_key].float()
             state[w_key] = torch.zeros_like(state[w_key])
             state[b_key] = mean.to(state[b_key].dtype)
+        if self.tensors.embedding_projector.numel():  # z (I - P) = ln_post(x) @ (proj (I - P)): exact in proj
+            if tower.proj is None:
+                raise EditclipError("this tower has no output projection to fold the embedding projection into")
+            key = next(k for k, v in bb.model.state_dict(keep_vars=True).items() if v is tower.proj)
+            proj = state[key].float()
+            state[key] = (proj - proj @ self.tensors.embedding_projector).to(state[key].dtype)
         return state
 
     def patched_model(self) -> torch.nn.Module:
@@ -197,8 +205,13 @@ def compile_edit(
     ablate_mlps, ablate_embed = [], False
     head_edits: dict[tuple[int, int], Tensor] = {}
     bases: dict[str, Any] = {}
+    embedding_projector = torch.zeros(0, dim)
     for part in tqdm(parts, desc="compile", unit="part", disable=len(parts) < 8):
-        if part.part == "embed":
+        if part.part == EMBEDDING:  # the whole-embedding baseline: z' = z - z P
+            texts = list(part.action.basis.texts or [])
+            embedding_projector = embedding_projection(encode_texts(bb, texts, progress=False))
+            bases[EMBEDDING] = {"texts": texts, "rank": round(float(embedding_projector.trace()))}
+        elif part.part == "embed":
             ablate_embed = True
         elif part.part.endswith(".mlp"):
             ablate_mlps.append(parse_mlp(part.part, shape.layers))
@@ -233,6 +246,7 @@ def compile_edit(
         ablate_bias_means=bias_means[full_layers] if full_layers else torch.zeros(0, dim),
         ablate_embed=torch.tensor(ablate_embed),
         embed_mean=store.mean("embed"),
+        embedding_projector=embedding_projector,
     )
     provenance = {
         "calibration": store.meta["dataset"],

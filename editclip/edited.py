@@ -40,6 +40,7 @@ class EditTensors:
     ablate_bias_means: Tensor  # [Kb, D]
     ablate_embed: Tensor  # [] bool
     embed_mean: Tensor  # [D]
+    embedding_projector: Tensor  # [D, D] P of z' = z - z P (applied last), or [0, D] for none
 
     def __repr__(self) -> str:
         parts = [f"D={self.embed_mean.shape[-1]}"]
@@ -61,7 +62,8 @@ class EditTensors:
         """No edit at all (the identity)."""
         long = torch.zeros(0, dtype=torch.long)
         return cls(long, torch.zeros(0, dim), long, torch.zeros(0, dim, dim), torch.zeros(0, dim), long,
-                   torch.zeros(0, dim), long, torch.zeros(0, dim), torch.tensor(False), torch.zeros(dim))  # fmt: skip
+                   torch.zeros(0, dim), long, torch.zeros(0, dim), torch.tensor(False), torch.zeros(dim),
+                   torch.zeros(0, dim))  # fmt: skip
 
     def to_dict(self) -> dict[str, Tensor]:
         """Flat name -> tensor mapping (safetensors-ready)."""
@@ -69,13 +71,17 @@ class EditTensors:
 
     @classmethod
     def from_dict(cls, tensors: dict[str, Tensor]) -> EditTensors:
+        tensors = dict(tensors)
+        if "embedding_projector" not in tensors and "embed_mean" in tensors:  # artifacts from before the field
+            tensors["embedding_projector"] = torch.zeros(0, tensors["embed_mean"].shape[0])
         missing = [f.name for f in fields(cls) if f.name not in tensors]
         if missing:
             raise EditclipError(f"edit tensors are missing {missing}")
         return cls(**{f.name: tensors[f.name] for f in fields(cls)})
 
     def apply(self, z: Tensor, heads: Tensor, mlps: Tensor, biases: Tensor, embed: Tensor) -> Tensor:
-        """Edited embeddings from unedited ones and their exact-convention parts.
+        """Edited embeddings from unedited ones and their exact-convention parts; the whole-embedding projection,
+        when there is one, comes last.
 
         z [N, D]; heads [N, L, H, D]; mlps [N, L, D]; biases [N, L, D]; embed [N, D].
         """
@@ -93,7 +99,10 @@ class EditTensors:
             delta = delta + (self.ablate_bias_means[None] - biases[:, self.ablate_biases]).sum(1)
         if bool(self.ablate_embed):
             delta = delta + (self.embed_mean[None] - embed)
-        return z + delta
+        z = z + delta
+        if self.embedding_projector.numel():
+            z = z - z @ self.embedding_projector
+        return z
 
     def to(self, device: torch.device | str) -> EditTensors:
         return EditTensors(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})

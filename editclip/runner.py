@@ -107,7 +107,7 @@ def run_spec(
     batch_size: int = 32,
     exact_check: bool = True,
     spec_path: str | None = None,
-    controls: ControlSettings | None = None,
+    controls: ControlSettings | bool | None = None,
     log: Callable[[str], None] = print,
 ) -> RunResult:
     """Compile, evaluate and export ``spec``; write the report into ``out`` and return it.
@@ -117,7 +117,8 @@ def run_spec(
     spec's export section is skipped); the decomposition cache is still used. The returned result holds
     the metrics (``reports``), the report dict and the compiled edit either way.
     ``controls`` scores random head sets of the edit's size beside it (:mod:`editclip.controls`; the
-    direct-effect edit, on the evaluation store).
+    direct-effect edit, on the evaluation store): None takes the spec's ``evaluate.controls``, False none,
+    :class:`ControlSettings` these.
     """
     out = None if out is None else prepare_output(out, overwrite, "dir", what="output folder")
     exporter = None
@@ -138,6 +139,7 @@ def run_spec(
     log(f"model: {spec.model.describe()} ({bb.shape.layers} layers x {bb.shape.heads} heads)")
     with _timed(timings, "compile"):
         compiled = compile_edit(spec, bb, cache_dir=cache_dir, batch_size=batch_size)
+    controls = spec_controls(spec) if controls is None else controls or None
     if controls is not None:  # refuse controls that cannot run before evaluating anything
         if evaluation is None:
             raise EditclipError("random-head controls need an evaluate section (the images they are scored on)")
@@ -184,13 +186,19 @@ def _moved(written: Any, stage: Path, final: Path) -> Any:
     return written
 
 
+def spec_controls(spec: EditSpec) -> ControlSettings | None:
+    """The spec's ``evaluate.controls`` as settings (None when it asks for none)."""
+    given = spec.evaluate.controls if spec.evaluate is not None else None
+    return None if given is None else ControlSettings(given.random_heads, given.seed, given.layers)
+
+
 def _evaluation_data(spec: EditSpec) -> tuple[ImageDataset, Targets] | None:
     """The evaluation images and their targets, checked (columns, label range) before any work."""
     ev = spec.evaluate
     if ev is None:
         return None
     dataset = load_dataset(ev.data.root, format=ev.data.format, split=ev.data.split, max_images=ev.max_images)
-    tg = targets(dataset, ev.label, ev.group_columns)
+    tg = targets(dataset, ev.label, ev.group_columns, ev.group_names)
     bad = sorted({int(v) for v in tg.label if not 0 <= v < len(ev.classes)})
     if bad:
         raise EditclipError(f"evaluate.label column {ev.label!r} has values {bad} outside 0..{len(ev.classes) - 1} "

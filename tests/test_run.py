@@ -278,3 +278,54 @@ def test_demo_meets_the_goal_on_the_shipped_toy_model(tmp_path: Path, monkeypatc
     delta = result.run.report["evaluation"]["delta"]
     assert result.goal_met, delta
     assert delta["acc_wg"] >= 0.10 and delta["acc_avg"] >= -0.05
+
+
+def test_whole_embedding_projection_equals_projecting_z(base: dict, tiny_bb: editclip.Backbone, tmp_path: Path) -> None:
+    from editclip.text import encode_texts
+
+    texts = ["water", "a lake", "grass"]
+    edits = [{"project": {"embedding": True, "away_from": {"texts": texts}}}]
+    dataset = load_dataset(base["evaluate"]["data"]["root"], split="test")
+    images = torch.stack([tiny_bb.preprocess(dataset[i][0]) for i in range(6)])
+    z = tiny_bb.encode_image(images).double()
+    q, _ = torch.linalg.qr(encode_texts(tiny_bb, texts, progress=False).double().t())  # [D, 3] orthonormal
+    expected = z - (z @ q) @ q.t()
+    direct = compile_edit(_spec(base, edits=edits), tiny_bb, cache_dir=tmp_path / "cache")
+    torch.testing.assert_close(direct.wrapper().encode_image(images).double(), expected, atol=1e-5, rtol=1e-5)
+    assert float((direct.wrapper().encode_image(images).double() @ q).abs().max()) < 1e-5  # nothing left in the span
+    store = calibration_store(tiny_bb, dataset, tmp_path / "cache")
+    torch.testing.assert_close(fast_embeddings(store, direct.tensors, progress=False)[:6].double(), expected,
+                               atol=1e-5, rtol=1e-5)  # fmt: skip
+    # the weights target folds it into the output projection: the same embedding, from a stock model
+    weights = compile_edit(_spec(base, edits=edits, target="weights"), tiny_bb, cache_dir=tmp_path / "cache")
+    torch.testing.assert_close(weights.patched_model().encode_image(images).double(), expected, atol=1e-5, rtol=1e-5)
+    assert direct.provenance["bases"]["embedding"] == {"texts": texts, "rank": 3}
+    # beside head edits it comes last; the controls refuse it (it is not a head edit)
+    both = compile_edit(_spec(base, edits=[{"mean_ablate": ["L3.H1"]}, *edits]), tiny_bb, cache_dir=tmp_path / "cache")
+    only_heads = compile_edit(_spec(base, edits=[{"mean_ablate": ["L3.H1"]}]), tiny_bb, cache_dir=tmp_path / "cache")
+    ablated = only_heads.wrapper().encode_image(images).double()
+    torch.testing.assert_close(both.wrapper().encode_image(images).double(), ablated - (ablated @ q) @ q.t(),
+                               atol=1e-5, rtol=1e-5)  # fmt: skip
+    with pytest.raises(editclip.EditclipError, match="whole embedding"):
+        from editclip.controls import head_action
+
+        head_action(both.tensors)
+
+
+def test_spec_controls_and_group_names_reach_the_report(base: dict, tmp_path: Path) -> None:
+    evaluate = {**base["evaluate"], "controls": {"random_heads": 4, "seed": 2, "layers": "all"},
+                "group_names": {"y": ["small bird", "big bird"], "place": {0: "meadow", 1: "lake"}}}  # fmt: skip
+    result = run_spec(_spec(base, evaluate=evaluate), tmp_path / "run", cache_dir=tmp_path / "cache",
+                      exact_check=False, log=lambda _: None)  # fmt: skip
+    controls = result.report["evaluation"]["controls"]
+    assert controls["drawn"] == 4 and controls["seed"] == 2 and controls["drawn_from_layers"] == [0, 1, 2, 3]
+    assert result.report["evaluation"]["group_names"]["names"]["y:1_place:0"] == "big bird / meadow"
+    assert result.report["evaluation"]["group_names"]["source"].startswith("given")
+    assert "small bird / lake" in result.table
+    off = run_spec(_spec(base, evaluate=evaluate), tmp_path / "off", cache_dir=tmp_path / "cache", exact_check=False,
+                   controls=False, log=lambda _: None)  # fmt: skip
+    assert "controls" not in off.report["evaluation"]
+    with pytest.raises(editclip.EditclipError, match="not a group column"):
+        _spec(base, evaluate={**base["evaluate"], "group_names": {"colour": ["red"]}})
+    with pytest.raises(editclip.EditclipError, match="random_heads"):
+        _spec(base, evaluate={**base["evaluate"], "controls": {"random_heads": 0}})

@@ -58,15 +58,16 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def control_settings(spec: EditSpec, args: argparse.Namespace) -> ControlSettings | None:
-    """The spec's ``evaluate.controls`` with the command line's overrides; None for no controls."""
+def control_settings(spec: EditSpec, args: argparse.Namespace) -> ControlSettings | bool:
+    """The spec's ``evaluate.controls`` with the command line's overrides; False for no controls."""
     from ..controls import ControlSettings
-    given = getattr(spec.evaluate, "controls", None) if spec.evaluate is not None else None
-    base = ControlSettings(given.random_heads, given.seed, given.layers) if given is not None else None
+    from ..runner import spec_controls
+
+    base = spec_controls(spec)
     if args.controls == 0 or (base is None and args.controls is None):
         if args.controls_seed is not None or args.controls_layers is not None:
             raise EditclipError("--controls-seed and --controls-layers need random-head controls (--controls R)")
-        return None
+        return False
     base = base or ControlSettings()
     return ControlSettings(
         args.controls if args.controls is not None else base.random_heads,

@@ -55,7 +55,7 @@ def _spec_heads(spec: EditSpec) -> list[str]:
     for edit in spec.edits:
         action = edit.action
         names = list(action.heads or []) if edit.kind == "mean_ablate" else [action.head]  # type: ignore[union-attr]
-        heads += [h for h in names if h not in heads]
+        heads += [h for h in names if h is not None and h not in heads]
     return heads
 
 
@@ -95,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
     spec.check_against(bb.shape.layers, bb.shape.heads)
     cal_data = calibration_dataset(spec.calibration.data, spec.calibration.max_images)
     ev_data = load_dataset(ev.data.root, format=ev.data.format, split=ev.data.split, max_images=ev.max_images)
-    names = getattr(ev, "group_names", None)
+    names = ev.group_names
     tgs = {split: targets(data, ev.label, ev.group_columns, names) for split, data in
            (("calibration", cal_data), ("evaluation", ev_data))}  # fmt: skip
     stores = {"calibration": calibration_store(bb, cal_data, args.cache),

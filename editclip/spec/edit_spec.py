@@ -153,6 +153,12 @@ def edit_problems(edits: list[tuple[int, Edit]], n_layers: int | None, n_heads: 
     if n_layers is not None:
         problems += _range_problems(edits, n_layers, n_heads)
     for j, edit in edits:
+        if edit.project is not None and edit.project.embedding:
+            earlier = [i for i, other in edits if i < j and other.project is not None and other.project.embedding]
+            if earlier:
+                message = f"the embedding is projected by edits[{j}] and already by edits[{earlier[0]}]; give one"
+                problems.append(Problem(("edits", j, "project", "embedding"), message))
+            continue
         if edit.project is None:
             continue
         ref = parse_head(edit.project.head)
@@ -180,7 +186,7 @@ def _range_problems(edits: list[tuple[int, Edit]], n_layers: int, n_heads: int |
             checks += [(("edits", i, "mean_ablate", "heads", k), "head", h) for k, h in enumerate(ablate.heads or [])]
             if ablate.layers is not None:
                 checks.append((("edits", i, "mean_ablate", "layers"), "layers", ablate.layers))
-        else:
+        elif edit.action.head is not None:  # type: ignore[union-attr]
             checks.append((("edits", i, "project", "head"), "head", edit.action.head))  # type: ignore[union-attr]
         for loc, kind, value in checks:
             try:

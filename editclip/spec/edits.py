@@ -166,9 +166,14 @@ class Basis(StrictModel):
 
 class Project(StrictModel):
     """Keep only a head's component in a span (onto), or remove it (away_from); the head's calibration mean
-    stays: onto c' = mean + P(c - mean), away_from c' = c - P(c - mean), P the orthogonal projector."""
+    stays: onto c' = mean + P(c - mean), away_from c' = c - P(c - mean), P the orthogonal projector.
 
-    head: HeadName = Field(description="The head, e.g. L23.H6.")
+    With ``embedding: true`` instead of a head, the whole image embedding is projected away from the span
+    of given texts, ``z' = z - P z``, no mean kept: the zero-shot debiasing baseline of Chuang et al.
+    (2023) and RoboShot (Adila et al. 2024), applied after every other edit."""
+
+    head: HeadName | None = Field(None, description="The head, e.g. L23.H6 (or embedding: true).")
+    embedding: bool = Field(False, description="Project the whole embedding (away_from texts only) instead of a head.")
     onto: Basis | None = Field(None, description="Keep only the part of the head's output in these directions.")
     away_from: Basis | None = Field(None, description="Remove the part of the head's output in these directions.")
 
@@ -176,6 +181,10 @@ class Project(StrictModel):
     def _one(self) -> Project:
         if (self.onto is None) == (self.away_from is None):
             raise ValueError("give exactly one of onto, away_from")
+        if (self.head is None) != self.embedding:
+            raise ValueError("give a head, or embedding: true (the whole embedding), not both")
+        if self.embedding and (self.away_from is None or self.away_from.texts is None):
+            raise ValueError("embedding: true projects the embedding away_from texts ({away_from: {texts: [...]}})")
         return self
 
     @property
@@ -189,12 +198,15 @@ class Project(StrictModel):
         return self.onto if self.onto is not None else self.away_from  # type: ignore[return-value]
 
     def parts_for(self, n_layers: int, n_heads: int) -> list[str]:
-        """The one head this edit changes."""
-        return [self.head]
+        """The one head this edit changes, or ``embedding``."""
+        return [self.head or EMBEDDING]
 
     def describe(self) -> str:
         """One line, e.g. ``project L23.H6 onto TextSpan of pool 'general' (m=20, paper)``."""
-        return f"project {self.head} {self.mode.replace('_', ' ')} {self.basis.describe()}"
+        return f"project {self.head or 'the embedding'} {self.mode.replace('_', ' ')} {self.basis.describe()}"
+
+
+EMBEDDING = "embedding"  # the part name of the whole embedding (a projection of it)
 
 
 def _heads_shorthand(value: Any) -> Any:
@@ -218,7 +230,9 @@ class Edit(StrictModel):
         "attention heads and/or MLPs of chosen layers, and/or the embedding term.",
         json_schema_extra=_mean_ablate_schema,
     )
-    project: Project | None = Field(None, description="Project one head onto, or away from, a span of directions.")
+    project: Project | None = Field(
+        None, description="Project one head onto, or away from, a span of directions (or the whole embedding away)."
+    )
 
     @model_validator(mode="after")
     def _one(self) -> Edit:

@@ -4,12 +4,36 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, Field, ValidationInfo, field_validator
+from pydantic import AfterValidator, BeforeValidator, Field, ValidationInfo, field_validator, model_validator
 
 from .data import DataSpec
-from .fields import PositiveInt, StrictModel, Templates, Text
+from .fields import LayerSelection, PositiveInt, StrictModel, Templates, Text
+
+
+class ControlsSpec(StrictModel):
+    """Random-head controls: the edit's action on random sets of as many heads, scored beside it."""
+
+    random_heads: PositiveInt = Field(20, description="How many random head sets (R).")
+    seed: Annotated[int, Field(ge=0)] = Field(0, description="Seed of the random sets.")
+    layers: Literal["same"] | LayerSelection = Field(
+        "same", description="Layers the random heads come from: same (the edit's heads' layers), or a selection "
+        "such as all, last:4, L8-11."
+    )  # fmt: skip
+
+
+def _value_names(value: Any) -> Any:
+    """``{y: [landbird, waterbird]}`` is short for ``{y: {0: landbird, 1: waterbird}}``; keys written as
+    integer strings (``"0"``, as JSON writes them) are integers."""
+    if not isinstance(value, dict):
+        return value
+
+    def key(k: Any) -> Any:
+        return int(k) if isinstance(k, str) and re.fullmatch(r"-?\d+", k.strip()) else k
+
+    return {c: dict(enumerate(v)) if isinstance(v, list) else {key(k): n for k, n in v.items()}
+            if isinstance(v, dict) else v for c, v in value.items()}  # fmt: skip
 
 
 class EvaluateSpec(StrictModel):
@@ -29,6 +53,16 @@ class EvaluateSpec(StrictModel):
     groups: list[str] | None = Field(
         None,
         description="Columns whose value combinations define the groups, e.g. [y, place] (default: [label]).",
+    )
+    group_names: Annotated[dict[str, dict[int, Text]] | None, BeforeValidator(_value_names)] = Field(
+        None,
+        description="Names of the group columns' values for reports, e.g. {y: [landbird, waterbird], place: "
+        "[land, water]} (a list names values 0, 1, ...; a mapping names any integer values). Default: the "
+        "dataset's own (world.json of a toy world, Waterbirds' names for a Waterbirds folder).",
+        json_schema_extra={"examples": [{"y": ["landbird", "waterbird"], "place": ["land", "water"]}]},
+    )
+    controls: ControlsSpec | None = Field(
+        None, description="Random-head controls of the edit (e.g. {random_heads: 20, seed: 0, layers: same})."
     )
 
     @field_validator("classes")
@@ -73,6 +107,14 @@ class EvaluateSpec(StrictModel):
             raise ValueError(f"repeated group columns: {', '.join(repeated)}")
         _columns(info, groups)
         return groups
+
+    @model_validator(mode="after")
+    def _named_columns(self) -> EvaluateSpec:
+        unknown = sorted(set(self.group_names or {}) - set(self.group_columns))
+        if unknown:
+            raise ValueError(f"group_names names column {unknown[0]!r}, which is not a group column "
+                             f"({', '.join(self.group_columns)})")  # fmt: skip
+        return self
 
     @property
     def group_columns(self) -> list[str]:
