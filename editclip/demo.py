@@ -8,7 +8,8 @@
    top heads to mean-ablate on the calibration images (:func:`editclip.suggest.pick_top_k`); TextSpan
    over the toy-world pool names what each chosen head writes.
 4. Write the spec this builds, and run it like ``editclip run``: compile, evaluate baseline vs edited on
-   the test split (fast path, checked by the exact path), export ONNX, write the report.
+   the test split (fast path, checked by the exact path) beside 20 random sets of as many heads from the
+   same layers (the control), export ONNX, write the report.
 5. Say whether the goal was met: worst-group accuracy up by at least 10 points, while the average
    accuracy drops by at most 5 (stays within 5 points below the baseline; a rise is welcome).
 """
@@ -28,6 +29,7 @@ from ._io import prepare_output, write_json, write_text
 from ._requires import require_onnxruntime
 from ._textspan import textspan
 from .backbone import Backbone
+from .controls import ControlSettings
 from .data import load_dataset
 from .evaluate import zero_shot_classifier
 from .names import parse_head
@@ -127,7 +129,7 @@ def run_demo(
 
     log(f"[4/5] running the spec ({out / 'spec.yaml'}): compile, evaluate on test, export ONNX")
     run = run_spec(spec, out / "report", overwrite=overwrite, cache_dir=out / "cache", spec_path=str(out / "spec.yaml"),
-                   log=lambda line: log(f"      {line}"))  # fmt: skip
+                   controls=ControlSettings(), log=lambda line: log(f"      {line}"))  # fmt: skip
     delta = run.report["evaluation"]["delta"]
     met = goal(delta)
     seconds = time.perf_counter() - start
@@ -138,6 +140,7 @@ def run_demo(
         "calibration_trials": [{"k": k, **r.as_dict()} for k, r in pick.trials],
         "test": run.report["evaluation"]["metrics"],
         "delta": delta,
+        "controls": run.report["evaluation"]["controls"]["metrics"],
         "goal": {"worst_group_gain": GOAL_WORST_GROUP_GAIN, "average_drop": GOAL_AVERAGE_DROP, "met": met},
         "seconds": round(seconds, 1),
     }
@@ -151,6 +154,8 @@ def run_demo(
         f"{100 * GOAL_AVERAGE_DROP:.0f}): {verdict}: worst group {100 * base.acc_wg:.1f} -> "
         f"{100 * edited.acc_wg:.1f} ({100 * delta['acc_wg']:+.1f}), average {100 * base.acc_avg:.1f} -> "
         f"{100 * edited.acc_avg:.1f} ({100 * delta['acc_avg']:+.1f})")  # fmt: skip
+    if run.controls is not None:
+        log(f"control: the found heads against the same ablation of random heads on test: {run.controls.describe()}")
     log(f"wrote {out / 'spec.yaml'}, {out / 'report'}/, {out / 'export'}/, {out / 'demo.json'} in {seconds:.0f} s")
     return DemoResult(out, heads, run, met, summary)
 

@@ -139,7 +139,7 @@ class Sweep:
 
         from ._io import save_figure
 
-        fig = Figure(figsize=(10, 4.2))
+        fig = Figure(figsize=(10, 5.0))
         ks = np.array([row.k for row in self.rows])
         colours = {split: c for split, c in zip(self.splits, ("tab:orange", "tab:blue"), strict=False)}
         panels = (("acc_wg", "worst group"), ("acc_avg", "average"))
@@ -166,10 +166,11 @@ class Sweep:
             ax.set_title(f"{name} (k = {self.pick} chosen on {self.splits[0]})")
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.grid(alpha=0.3)
-        fig.axes[0].legend(fontsize=7, frameon=False)
+        handles, labels = fig.axes[0].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=7, frameon=False)
         if title:
             fig.suptitle(title)
-        fig.tight_layout()
+        fig.tight_layout(rect=(0, 0.05 + 0.035 * ((len(labels) + 3) // 4), 1, 1))
         if path is not None:
             save_figure(fig, path)
         return fig
