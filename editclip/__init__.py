@@ -12,7 +12,7 @@ Naming heads
 Editing
     EditSpec, shipped_specs, shipped_spec, compile, CompiledEdit, EditedCLIP, EditTensors, run_spec, RunResult
 Evaluation
-    zero_shot_classifier, group_metrics
+    zero_shot_classifier, group_metrics, group_intervals, random_head_controls, ControlSettings, sweep_k
 Export
     save_edit, load_edit, export_onnx, OnnxImageEncoder
 Errors
@@ -51,6 +51,10 @@ _EXPORTS = {
     "RunResult": (".runner", "RunResult"),
     "zero_shot_classifier": (".evaluate", "zero_shot_classifier"),
     "group_metrics": (".evaluate", "group_metrics"),
+    "group_intervals": (".uncertainty", "group_intervals"),
+    "random_head_controls": (".controls", "random_head_controls"),
+    "ControlSettings": (".controls", "ControlSettings"),
+    "sweep_k": (".sweep", "sweep_k"),
     "save_edit": (".export", "save_edit"),
     "load_edit": (".export", "load_edit"),
     "export_onnx": (".export", "export_onnx"),
@@ -60,10 +64,11 @@ _EXPORTS = {
 }
 
 __all__ = [
-    "Backbone", "CompiledEdit", "Decomposition", "DecompositionStore", "EditSpec", "EditTensors", "EditclipError",
-    "EditedCLIP", "OnnxImageEncoder", "RunResult", "TextSpanResult", "UnsupportedModelError", "VitShape",
-    "__version__", "compile", "decompose", "encode_texts", "export_onnx", "group_metrics", "load", "load_edit",
-    "run_spec", "save_edit", "shipped_spec", "shipped_specs", "textspan", "toyworld", "zero_shot_classifier",
+    "Backbone", "CompiledEdit", "ControlSettings", "Decomposition", "DecompositionStore", "EditSpec", "EditTensors",
+    "EditclipError", "EditedCLIP", "OnnxImageEncoder", "RunResult", "TextSpanResult", "UnsupportedModelError",
+    "VitShape", "__version__", "compile", "decompose", "encode_texts", "export_onnx", "group_intervals",
+    "group_metrics", "load", "load_edit", "random_head_controls", "run_spec", "save_edit", "shipped_spec",
+    "shipped_specs", "sweep_k", "textspan", "toyworld", "zero_shot_classifier",
 ]  # fmt: skip
 
 if TYPE_CHECKING:
@@ -73,6 +78,7 @@ if TYPE_CHECKING:
     from ._decompose import Decomposition, decompose
     from ._textspan import TextSpanResult, textspan
     from .backbone import Backbone, VitShape, load
+    from .controls import ControlSettings, random_head_controls
     from .edited import EditedCLIP, EditTensors
     from .errors import EditclipError, UnsupportedModelError
     from .evaluate import group_metrics, zero_shot_classifier
@@ -81,7 +87,9 @@ if TYPE_CHECKING:
     from .spec import EditSpec
     from .spec.shipped import shipped_spec, shipped_specs
     from .store import DecompositionStore
+    from .sweep import sweep_k
     from .text import encode_texts
+    from .uncertainty import group_intervals
 
 
 def __getattr__(name: str) -> Any:

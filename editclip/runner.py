@@ -38,7 +38,7 @@ from .evaluate import GroupReport, format_table, plot_groups, predict, zero_shot
 from .evaluation_paths import Targets, compare, exact_embeddings, fast_embeddings, targets
 from .spec import EditSpec, ModelSpec
 from .store import DecompositionStore, model_source
-from .uncertainty import RESAMPLES, SEED, format_interval, small_group_warnings, uncertainty
+from .uncertainty import RESAMPLES, SEED, format_interval, group_intervals, small_group_warnings
 
 REPORT_FILES = ("report.json", "report.md", "groups.png", "spec.yaml")
 
@@ -261,7 +261,7 @@ def _evaluate(
         "store": str(store.root),
         "metrics": {name: r.as_dict() for name, r in reports.items()},
         "delta": _delta(reports["baseline"], reports["edited"]),
-        "uncertainty": {name: uncertainty(r).as_dict() for name, r in reports.items()},
+        "uncertainty": {name: group_intervals(r).as_dict() for name, r in reports.items()},
         "warnings": warnings,
         "group_names": {"source": tg.names_source, "names": {g.name: g.label for g in reports["baseline"].groups}},
         "checks": checks,
@@ -363,7 +363,7 @@ def _artifact(value: Any) -> str:
 def _markdown_table(reports: dict[str, GroupReport]) -> str:
     names = list(reports)
     first = reports[names[0]]
-    spans = {name: uncertainty(r) for name, r in reports.items()}
+    spans = {name: group_intervals(r) for name, r in reports.items()}
 
     def row(label: str, count: int | str, values: list[str]) -> str:
         return f"| {label} | {count} | " + " | ".join(values) + " |"

@@ -72,7 +72,7 @@ class Uncertainty:
         }
 
 
-def uncertainty(report: GroupReport, *, resamples: int = RESAMPLES, seed: int = SEED) -> Uncertainty:
+def group_intervals(report: GroupReport, *, resamples: int = RESAMPLES, seed: int = SEED) -> Uncertainty:
     """Wilson intervals of every group of ``report`` and bootstrap intervals of its summary metrics."""
     return Uncertainty(
         groups={g.name: wilson_interval(g.correct, g.count) for g in report.groups},

@@ -32,6 +32,7 @@ SMALL_DEFAULTS: dict[tuple[str, ...], dict[str, tuple[str, ...]]] = {
     ("toyworld", "make"): {"--n-train": ("40",), "--n-val": ("40",), "--n-test": ("40",)},
     ("toyworld", "train"): {"--n-images": ("64",), "--batch-size": ("8",), "--steps": ("2",)},
     ("demo",): {"--counts": ("40", "40", "40")},
+    ("bench", "controls"): {"--images": ("200",), "--repeats": ("1",)},
 }
 
 

@@ -12,8 +12,8 @@ from editclip.evaluate import group_metrics
 from editclip.uncertainty import (
     bootstrap_draws,
     bootstrap_intervals,
+    group_intervals,
     small_group_warnings,
-    uncertainty,
     wilson_interval,
 )
 
@@ -109,7 +109,7 @@ def test_bootstrap_is_seeded_and_the_worst_group_can_switch() -> None:
 
 def test_small_groups_are_flagged() -> None:
     report = _report([0.0, 0.9], [1, 100])
-    u = uncertainty(report)
+    u = group_intervals(report)
     assert u.small_groups == ("g:0",)
     assert u.groups["g:0"][0] == 0.0 and u.groups["g:0"][1] > 0.7  # 0/1 says almost nothing
     (line,) = small_group_warnings({"baseline": report, "edited": report})
