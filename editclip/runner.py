@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +31,7 @@ from ._io import prepare_output, staged_dir, write_json, write_text
 from ._requires import require_onnxruntime
 from ._version import __version__
 from .backbone import Backbone, describe_preprocessing, load
+from .baselines import embedding_projection, project_embeddings
 from .controls import ControlResult, ControlSettings, control_pool, head_action, random_head_controls
 from .data import ImageDataset, load_dataset
 from .errors import EditclipError
@@ -38,6 +39,7 @@ from .evaluate import GroupReport, format_table, plot_groups, predict, zero_shot
 from .evaluation_paths import Targets, compare, exact_embeddings, fast_embeddings, targets
 from .spec import EditSpec, ModelSpec
 from .store import DecompositionStore, model_source
+from .text import encode_texts
 from .uncertainty import RESAMPLES, SEED, format_interval, group_intervals, small_group_warnings
 
 REPORT_FILES = ("report.json", "report.md", "groups.png", "spec.yaml")
@@ -108,6 +110,7 @@ def run_spec(
     exact_check: bool = True,
     spec_path: str | None = None,
     controls: ControlSettings | bool | None = None,
+    baseline_texts: Sequence[str] | None = None,
     log: Callable[[str], None] = print,
 ) -> RunResult:
     """Compile, evaluate and export ``spec``; write the report into ``out`` and return it.
@@ -118,7 +121,8 @@ def run_spec(
     the metrics (``reports``), the report dict and the compiled edit either way.
     ``controls`` scores random head sets of the edit's size beside it (:mod:`editclip.controls`; the
     direct-effect edit, on the evaluation store): None takes the spec's ``evaluate.controls``, False none,
-    :class:`ControlSettings` these.
+    :class:`ControlSettings` these. ``baseline_texts`` adds the whole-embedding projection away
+    from those texts as a column beside baseline and edited (:mod:`editclip.baselines`).
     """
     out = None if out is None else prepare_output(out, overwrite, "dir", what="output folder")
     exporter = None
@@ -162,6 +166,8 @@ def run_spec(
             _evaluate(spec, bb, compiled, evaluation, result, cache_dir, batch_size, exact_check, log)
             if controls is not None:
                 _controls(compiled, evaluation[1], result, controls, log)
+            if baseline_texts:
+                _embedding_baseline(compiled, evaluation[1], result, list(baseline_texts))
     if out is None:
         report["seconds"] = timings
         return result
@@ -279,6 +285,21 @@ def _controls(
     result.controls = random_head_controls(evaluation, calibration, compiled.tensors, classifier, tg, settings)
     ev["controls"] = result.controls.as_dict()
     log(f"random-head controls: {result.controls.describe()}")
+
+
+def _embedding_baseline(compiled: CompiledEdit, tg: Targets, result: RunResult, texts: list[str]) -> None:
+    """The whole-embedding projection away from ``texts``, scored on the evaluation store beside the edit."""
+    ev = result.report["evaluation"]
+    bb = compiled.backbone
+    store = DecompositionStore.open(ev["store"])
+    classifier = zero_shot_classifier(bb, ev["classes"], compiled.spec.evaluate.templates)
+    projector = embedding_projection(encode_texts(bb, texts, progress=False))
+    z = project_embeddings(fast_embeddings(store, None, desc="embedding projection (fast)"), projector)
+    name = "embedding projection"
+    result.reports[name] = tg.report(predict(z, classifier))
+    ev["metrics"][name] = result.reports[name].as_dict()
+    ev["uncertainty"][name] = group_intervals(result.reports[name]).as_dict()
+    ev["baselines"] = {name: {"texts": texts, "rank": round(float(projector.trace()))}}
 
 
 def _delta(base: GroupReport, edited: GroupReport) -> dict[str, float]:

@@ -323,8 +323,15 @@ def test_spec_controls_and_group_names_reach_the_report(base: dict, tmp_path: Pa
     assert result.report["evaluation"]["group_names"]["source"].startswith("given")
     assert "small bird / lake" in result.table
     off = run_spec(_spec(base, evaluate=evaluate), tmp_path / "off", cache_dir=tmp_path / "cache", exact_check=False,
-                   controls=False, log=lambda _: None)  # fmt: skip
+                   controls=False, baseline_texts=["water", "a forest"], log=lambda _: None)  # fmt: skip
     assert "controls" not in off.report["evaluation"]
+    # the whole-embedding baseline beside the head edit: the same as compiling it as an edit
+    projected = run_spec(_spec(base, evaluate=evaluate, edits=[{"project": {"embedding": True, "away_from": {
+        "texts": ["water", "a forest"]}}}]), tmp_path / "proj", cache_dir=tmp_path / "cache", exact_check=False,
+        controls=False, log=lambda _: None)  # fmt: skip
+    assert off.reports["embedding projection"] == projected.reports["edited"]
+    assert off.report["evaluation"]["baselines"]["embedding projection"]["rank"] == 2
+    assert "embedding projection" in off.table
     with pytest.raises(editclip.EditclipError, match="not a group column"):
         _spec(base, evaluate={**base["evaluate"], "group_names": {"colour": ["red"]}})
     with pytest.raises(editclip.EditclipError, match="random_heads"):

@@ -35,6 +35,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     controls.add_argument("--controls-seed", type=int, help="seed of the random sets (default 0)")
     controls.add_argument("--controls-layers", help="layers to draw from: same (the edit's, default), all, "
                           "last:4, L8-11 ...")  # fmt: skip
+    parser.add_argument("--baseline-texts", nargs="+", metavar="TEXT", help="also evaluate projecting the whole "
+                        "embedding away from these spurious-attribute texts (Chuang et al. 2023) beside the "
+                        "edit")  # fmt: skip
     parser.add_argument("--no-exact-check", action="store_true",
                         help="skip running the wrapper on the evaluation images (the fast path's check)")  # fmt: skip
     parser.set_defaults(func=run)
@@ -48,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path("out") / Path(args.spec).stem
     result = run_spec(spec, out, overwrite=args.overwrite, device=args.device, cache_dir=args.cache,
                       batch_size=args.batch_size, exact_check=not args.no_exact_check, spec_path=args.spec,
-                      controls=control_settings(spec, args))  # fmt: skip
+                      controls=control_settings(spec, args), baseline_texts=args.baseline_texts)  # fmt: skip
     if result.reports:
         print(result.table)
         delta = result.report["evaluation"]["delta"]
