@@ -93,3 +93,41 @@ def test_sweep_refuses_bad_rankings(stores: dict) -> None:
         sweep_k(stores["stores"], stores["targets"], cal, ["L1.H1", "L1.H1"], stores["classifier"], progress=False)
     with pytest.raises(editclip.EditclipError, match="L9"):
         sweep_k(stores["stores"], stores["targets"], cal, ["L9.H1"], stores["classifier"], progress=False)
+
+
+def test_sweep_command_writes_its_table_json_and_figure(
+    stores: dict, tiny_waterbirds: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    import yaml
+
+    from editclip import cli
+
+    spec = {**stores["spec"], "edits": [{"mean_ablate": ["L3.H1", "L2.H0", "L1.H2"]}],
+            "evaluate": {"data": {"root": str(tiny_waterbirds), "split": "test"}, "classes": ["landbird", "waterbird"],
+                         "templates": ["a photo of a {}."], "label": "y", "groups": ["y", "place"]}}  # fmt: skip
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    out = tmp_path / "sweep"
+    args = ["sweep", str(path), "--out", str(out), "--random-heads", "3", "--controls-layers", "all",
+            "--cache", str(tmp_path / "c"), "--baseline-texts", "water", "a forest"]  # fmt: skip
+    assert cli.main(args) == 0
+    printed = capsys.readouterr().out
+    assert "chosen on calibration: k =" in printed and "embedding projection" in printed
+    report = json.loads((out / "sweep.json").read_text())
+    assert report["ranking"] == ["L3.H1", "L2.H0", "L1.H2"] and len(report["rows"]) == 4
+    assert report["controls"] == {"random_heads": 3, "seed": 0, "layers": "all"}
+    assert set(report["baselines"]["embedding projection"]) == {"calibration", "evaluation"}
+    assert (out / "sweep.png").read_bytes()[:4] == b"\x89PNG"
+    assert "![sweep](sweep.png)" in (out / "sweep.md").read_text()
+    # a suggest --json ranking is read (positive scores, in order); a non-empty --out is refused
+    (tmp_path / "r.json").write_text(json.dumps({"ranking": [{"head": "L2.H0", "score": 0.5},
+                                                             {"head": "L0.H0", "score": -1.0}]}))  # fmt: skip
+    assert cli.main([*args[:3], str(tmp_path / "s2"), "--ranking", str(tmp_path / "r.json"), "--random-heads", "0",
+                     "--cache", str(tmp_path / "c")]) == 0  # fmt: skip
+    assert json.loads((tmp_path / "s2" / "sweep.json").read_text())["ranking"] == ["L2.H0"]
+    assert cli.main(args) == 2 and "--overwrite" in capsys.readouterr().err
+    (tmp_path / "bad.json").write_text("{}")
+    assert cli.main([*args[:3], str(tmp_path / "s3"), "--ranking", str(tmp_path / "bad.json")]) == 2
+    assert "suggest --json" in capsys.readouterr().err and not (tmp_path / "s3").exists()

@@ -89,6 +89,7 @@ def run(args: argparse.Namespace) -> int:
         raise EditclipError(f"{args.spec} has no evaluate section: a sweep needs its classes, label and groups")
     out = Path(args.out)
     check_output_folder(out, args.overwrite)
+    given = args.heads or (_ranking_file(args.ranking) if args.ranking else None)
     ev = spec.evaluate
     controls = ControlSettings(args.random_heads, args.seed, args.controls_layers) if args.random_heads else None
     bb = load_model(spec.model, args.device)
@@ -104,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
         ranked = head_scores(stores["calibration"], spurious=args.spurious, label=ev.label)
         ranking = [s.head for s in ranked if s.score > 0]
     else:
-        ranking = args.heads or (_ranking_file(args.ranking) if args.ranking else _spec_heads(spec))
+        ranking = given or _spec_heads(spec)
     classifier = zero_shot_classifier(bb, ev.classes, ev.templates)
     result = sweep_k(stores, tgs, stores["calibration"], ranking, classifier, max_k=args.max_k, controls=controls,
                      tolerance=args.tolerance, max_avg_drop=args.max_avg_drop)  # fmt: skip
