@@ -36,6 +36,7 @@ from .names import head_name, parse_layers
 from .store import DecompositionStore
 
 METRICS = ("acc_wg", "acc_avg", "acc_mean_group", "adj_acc_avg")
+_SCORE_BYTES = 256 * 2**20  # memory for the class scores of the head sets scored together
 
 
 @dataclass(frozen=True)
@@ -168,13 +169,21 @@ def head_set_scores(
         base = evaluation.read("embedding", rows=rows).double() @ w  # [n, C]
         parts = evaluation.read("heads", rows=rows).flatten(1, 2)[:, used].double()  # [n, J, D]
         deltas = parts @ to_delta + offsets  # [n, J, C]
-        s = base[None] + torch.einsum("sj,njc->snc", member, deltas)
+        bias_deltas = None
         if bias_offsets is not None:
-            biases = evaluation.read("biases", rows=rows).double()  # [n, L, D]
-            s = s + torch.einsum("sl,nlc->snc", full, bias_offsets[None] - biases @ w)
-        preds.append(s.argmax(-1))
+            bias_deltas = bias_offsets[None] - evaluation.read("biases", rows=rows).double() @ w  # [n, L, C]
+        step = max(1, _SCORE_BYTES // (8 * base.numel()))  # sets scored at once: [step, n, C] float64 in budget
+        chunk_preds, chunk_scores = [], []
+        for first in range(0, len(sets), step):
+            s = base[None] + torch.einsum("sj,njc->snc", member[first : first + step], deltas)
+            if bias_deltas is not None:
+                s = s + torch.einsum("sl,nlc->snc", full[first : first + step], bias_deltas)
+            chunk_preds.append(s.argmax(-1))
+            if keep_scores:
+                chunk_scores.append(s)
+        preds.append(torch.cat(chunk_preds))
         if keep_scores:
-            scores.append(s)
+            scores.append(torch.cat(chunk_scores))
     return torch.cat(preds, dim=1), torch.cat(scores, dim=1) if keep_scores else None
 
 
