@@ -13,6 +13,7 @@ if TYPE_CHECKING:
 
 TOLERANCE = 0.01  # one point of worst-group accuracy
 MAX_AVG_DROP = 0.05
+MAX_K = 8  # the most heads a sweep or a pick tries by default
 CUTOFF = 0.5  # spec fragments without a pick: heads scoring at least half the best score
 SCORES = ("difference", "ratio")  # the groups rankings of editclip.suggest.head_scores, by name
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._constants import TEMPLATE_SETS
 from .._io import prepare_output, write_json
-from .._selection import CUTOFF, MAX_AVG_DROP, SCORES, TOLERANCE
+from .._selection import CUTOFF, MAX_AVG_DROP, MAX_K, SCORES, TOLERANCE
 from ..errors import EditclipError
 from ._common import add_data_args, add_model_args, add_overwrite_arg, backbone_from_args, dataset_from_args
 
@@ -67,7 +67,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     out.add_argument("--top", type=int, help="at most this many heads in the cut-off fragment (not --pick; "
                      "default: no cap)")  # fmt: skip
     out.add_argument("--pick", action="store_true", help="choose how many heads on the calibration images")
-    out.add_argument("--max-k", type=int, help="largest k --pick tries (default: every positive-scoring head)")
+    out.add_argument("--max-k", type=int, default=MAX_K, help=f"largest k --pick tries (default {MAX_K}, as for "
+                     "`editclip sweep`; not --top)")  # fmt: skip
     out.add_argument("--tolerance", type=float, default=TOLERANCE, help="worst-group accuracy (fraction) --pick "
                      f"gives up for fewer heads (default {TOLERANCE})")  # fmt: skip
     out.add_argument("--max-avg-drop", type=float, default=MAX_AVG_DROP, help="largest average-accuracy loss "

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .._io import write_json, write_text
-from .._selection import MAX_AVG_DROP, TOLERANCE
+from .._selection import MAX_AVG_DROP, MAX_K, TOLERANCE
 from ..errors import EditclipError
 from ..spec import EditSpec
 
@@ -33,7 +33,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     ranking.add_argument("--heads", nargs="+", metavar="HEAD", help="heads in rank order, e.g. L3.H3 L3.H1")
     ranking.add_argument("--ranking", metavar="JSON", help="a ranking written by `editclip suggest --json`")
     ranking.add_argument("--spurious", metavar="COLUMN", help="rank by this spurious column against the label now")
-    parser.add_argument("--max-k", type=int, default=8, help="largest k (default 8, at most the ranking's length)")
+    parser.add_argument("--max-k", type=int, default=MAX_K, help=f"largest k (default {MAX_K}, at most the "
+                        "ranking's length)")  # fmt: skip
     parser.add_argument("--random-heads", type=int, default=20, help="random head sets per k (default 20; 0: none)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random sets (k adds to it; default 0)")
     parser.add_argument("--controls-layers", default="same", help="layers random sets come from: same (the top-k "
