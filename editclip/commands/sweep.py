@@ -7,10 +7,11 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .._io import write_json, write_text
+from .._io import prepare_output, staged_dir, write_json, write_text
 from .._selection import MAX_AVG_DROP, MAX_K, TOLERANCE
 from ..errors import EditclipError
 from ..spec import EditSpec
+from ._common import add_overwrite_arg
 
 if TYPE_CHECKING:
     from ..sweep import Sweep
@@ -47,7 +48,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "embedding away from these spurious-attribute texts (Chuang et al. 2023)")  # fmt: skip
     parser.add_argument("--cache", help="folder for decomposition stores (default: editclip's cache)")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--overwrite", action="store_true", help="write into a non-empty --out")
+    add_overwrite_arg(parser, "the files of a non-empty --out")
     parser.set_defaults(func=run)
 
 
@@ -76,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
     from ..data import load_dataset
     from ..evaluate import predict, zero_shot_classifier
     from ..evaluation_paths import fast_embeddings, targets
-    from ..runner import check_output_folder, load_model
+    from ..runner import load_model
     from ..suggest import head_scores, spec_fragment
     from ..sweep import sweep_k
     from ..text import encode_texts
@@ -88,8 +89,7 @@ def run(args: argparse.Namespace) -> int:
     spec = EditSpec.from_yaml(args.spec)
     if spec.evaluate is None:
         raise EditclipError(f"{args.spec} has no evaluate section: a sweep needs its classes, label and groups")
-    out = Path(args.out)
-    check_output_folder(out, args.overwrite)
+    out = prepare_output(args.out, args.overwrite, "dir", what="--out")
     given = args.heads or (_ranking_file(args.ranking) if args.ranking else None)
     ev = spec.evaluate
     controls = ControlSettings(args.random_heads, args.seed, args.controls_layers) if args.random_heads else None
@@ -116,7 +116,8 @@ def run(args: argparse.Namespace) -> int:
             split: tgs[split].report(predict(project_embeddings(fast_embeddings(store, None), projection), classifier))
             for split, store in stores.items()
         }
-    _write(out, result, spec, args, ranking)
+    with staged_dir(out) as stage:  # the folder appears only once everything is written
+        _write(stage, result, spec, args, ranking)
     print(result.table())
     print(f"\nchosen on calibration: k = {result.pick}\n{spec_fragment(list(result.heads))}")
     print(f"wrote {out / 'sweep.json'}, {out / 'sweep.md'}, {out / 'sweep.png'}")
@@ -124,7 +125,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _write(out: Path, result: Sweep, spec: EditSpec, args: argparse.Namespace, ranking: list[str]) -> None:
-    out.mkdir(parents=True, exist_ok=True)
     title = f"{spec.name or Path(args.spec).stem}: top-k heads vs random k heads"
     result.plot(out / "sweep.png", title=title)
     report: dict[str, Any] = {"spec": args.spec, "ranking": ranking, "baseline_texts": args.baseline_texts,
