@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING, Any
 from .._io import prepare_output, staged_dir, write_json, write_text
 from .._selection import MAX_AVG_DROP, MAX_K, TOLERANCE
 from ..errors import EditclipError
-from ..spec import EditSpec
 from ._common import add_overwrite_arg
 
 if TYPE_CHECKING:
+    from ..spec import EditSpec
     from ..sweep import Sweep
 
 
@@ -78,6 +78,7 @@ def run(args: argparse.Namespace) -> int:
     from ..evaluate import predict, zero_shot_classifier
     from ..evaluation_paths import fast_embeddings, targets
     from ..runner import load_model
+    from ..spec import EditSpec
     from ..suggest import head_scores, spec_fragment
     from ..sweep import sweep_k
     from ..text import encode_texts
