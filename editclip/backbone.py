@@ -21,6 +21,8 @@ import torch
 from torch import nn
 
 from . import families
+from ._sources import has_schema
+from ._sources import resolve as resolve_source
 from .errors import EditclipError, UnsupportedModelError
 from .families import open_clip_timm, open_clip_vit
 from .tower import Tower, VitShape, tower_shape
@@ -53,6 +55,34 @@ class Backbone:
         return (f"Backbone({self.model_id}, {weights}, {s.layers} layers x {s.heads} heads, width {s.width}, "
                 f"D={s.embed_dim}, {s.image_size[0]}x{s.image_size[1]}, {self.device} {dtype}"
                 f"{f' [{known}]' if known else ''})")  # fmt: skip
+
+    @classmethod
+    def from_open_clip(
+        cls,
+        model: nn.Module,
+        preprocess: Callable[[Any], torch.Tensor],
+        tokenizer: Callable[..., torch.Tensor],
+        name: str | None = None,
+    ) -> Backbone:
+        """A Backbone for an open_clip model the user already built (e.g. ``open_clip.create_model_and_transforms``)."""
+        model_id = name or "open_clip model"
+        _check_supported(model, model_id)
+        model.eval()
+        from open_clip.model import get_model_preprocess_cfg
+
+        source = {"name": model_id, "in_memory": True, "preprocess_cfg": dict(get_model_preprocess_cfg(model))}
+        shape = read_shape(model, model_id)
+        return cls(model, tokenizer, preprocess, shape, model_id, "weights given in memory", source)
+
+    @classmethod
+    def from_hf(
+        cls, model: nn.Module, image_processor: Any = None, tokenizer: Any = None, name: str | None = None
+    ) -> Backbone:
+        """A Backbone for a transformers CLIP the user built (``CLIPModel.from_pretrained(...)``); the image
+        processor (or its dict) and tokenizer default to CLIPImageProcessor's settings and none."""
+        from ._hf_load import from_hf
+
+        return from_hf(model, image_processor, tokenizer, name=name, pretrained="weights given in memory")
 
     @property
     def family(self) -> str:
@@ -181,10 +211,14 @@ def load(
     device: str | torch.device = "cpu",
     precision: str = "fp32",
 ) -> Backbone:
-    """Load an open_clip model for decomposition.
+    """Load a model for decomposition.
 
     - ``load("ViT-B-16", pretrained="laion2b_s34b_b88k")``: a built-in config with a pretrained tag
       (downloads when online) or a checkpoint path; ``pretrained=None`` gives random weights.
+    - ``load("hf-hub:ORG/NAME")`` / ``load("local-dir:DIR")``: an open_clip-format repo or folder
+      (``open_clip_config.json``, resolved by open_clip itself) or a transformers-format one (``config.json``
+      with ``model_type`` clip + ``model.safetensors``), told apart by the files; the weights are the repo's.
+    - ``load(config="config.json")`` with a transformers config (``model_type`` clip): random weights.
     - ``load(checkpoint="tiny.safetensors", config="tiny.json")``: a local checkpoint (``.safetensors``,
       ``.pt``, ``.bin``) with an open_clip model-config JSON (embed_dim, vision_cfg, text_cfg and an
       optional preprocess_cfg); ``load("ViT-B-32", checkpoint=...)`` takes a built-in config instead.
@@ -197,9 +231,17 @@ def load(
     if device.type == "cuda" and not torch.cuda.is_available():
         raise EditclipError("device 'cuda' was asked for, but torch sees no CUDA device on this machine")
 
+    if has_schema(name):
+        if pretrained is not None or checkpoint is not None or config is not None:
+            raise EditclipError(
+                f"{name!r} names its own weights and config; it takes no pretrained=, checkpoint= or config="
+            )
+        return _load_schema(name, device, precision)
     if checkpoint is not None:
         return _load_checkpoint(name, checkpoint, config, device, precision)
     if config is not None:
+        if _is_transformers_config(config):
+            return _load_transformers_config(name, config, device, precision)
         model_cfg, preprocess_cfg = _read_config(config)
         return _build_from_config(name or "custom", model_cfg, preprocess_cfg, None, device, precision)
     if name is None:
@@ -235,11 +277,70 @@ class _LazyTokenizer:
         return self._tokenizer(texts, *args, **kwargs)
 
 
-def _some_models() -> str:
+def supported_models() -> list[str]:
+    """open_clip's built-in model names whose configs editclip can decompose."""
     import open_clip
 
-    vits = [m for m in open_clip.list_models() if m.startswith("ViT-")]
-    return ", ".join(vits[:12]) + ", ..."
+    names = []
+    for name in open_clip.list_models():
+        try:
+            check_config(open_clip.get_model_config(name) or {}, name)
+        except UnsupportedModelError:
+            continue
+        names.append(name)
+    return names
+
+
+def _some_models() -> str:
+    names = supported_models()
+    return ", ".join(names[:12]) + (", ..." if len(names) > 12 else "") + " (or hf-hub:ORG/NAME, local-dir:DIR)"
+
+
+def _load_schema(name: str, device: torch.device, precision: str) -> Backbone:
+    """An hf-hub: or local-dir: id: open_clip resolves open_clip-format ones, transformers the others."""
+    import open_clip
+
+    source = resolve_source(name)
+    if source.format == "transformers":
+        from ._hf_load import load_folder
+
+        return load_folder(source, device, precision)
+    check_config(source.config.get("model_cfg", source.config), name)
+    try:
+        model = open_clip.create_model(name, device=device, precision=precision, require_pretrained=True)
+        tokenizer = open_clip.get_tokenizer(name)
+    except (RuntimeError, ValueError, OSError) as err:
+        raise EditclipError(f"could not load {name!r} with open_clip: {err}") from err
+    _check_supported(model, name)
+    origin = "hub weights" if source.hub else "weights in the folder"
+    return _finish(model, tokenizer, name, origin, {"name": name, "pretrained": None})
+
+
+def _is_transformers_config(config: str | Path | dict[str, Any]) -> bool:
+    if isinstance(config, dict):
+        return "model_type" in config
+    try:
+        return "model_type" in json.loads(Path(config).read_text(encoding="utf-8"))
+    except (OSError, ValueError, TypeError):
+        return False  # _read_config says what is wrong with it
+
+
+def _load_transformers_config(
+    name: str | None, config: str | Path | dict[str, Any], device: torch.device, precision: str
+) -> Backbone:
+    """A random-weight transformers model built from its config.json (for tests and benchmarks)."""
+    from ._hf_load import PRECISION_DTYPES, from_hf, model_class
+
+    raw = config if isinstance(config, dict) else json.loads(Path(config).read_text(encoding="utf-8"))
+    model_id = name or (Path(config).stem if not isinstance(config, dict) else "custom")
+    cls = model_class(raw, model_id)
+    try:
+        model = cls(cls.config_class.from_dict(raw))
+    except (TypeError, ValueError) as err:
+        raise EditclipError(f"config for {model_id!r} is not a valid {cls.config_class.__name__}: {err}") from err
+    model = model.to(device=device, dtype=PRECISION_DTYPES[precision])
+    source = {"name": model_id, "config": raw, "pretrained": None}
+    return from_hf(model, name=model_id, pretrained=None, source=source)
 
 
 def _warn_quickgelu_mismatch(name: str, pretrained: str | None) -> None:

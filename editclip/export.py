@@ -565,18 +565,19 @@ def export_compiled(
     normalize: bool = False,
     opset: int = 18,
 ) -> dict[str, Any]:
-    """Write a compiled edit's artifacts into ``folder``: ``edit.safetensors`` (wrapper target) or
-    ``patched.safetensors`` (weights target: a stock open_clip checkpoint), and ``model.onnx`` (checked
-    against torch). Returns the paths written (and the ONNX parity)."""
+    """Write a compiled edit's artifacts into ``folder``: ``edit.safetensors`` (wrapper target) or the weights
+    target in the family's stock format (open_clip: ``patched.safetensors``; transformers: a ``patched/``
+    folder for ``from_pretrained``), and ``model.onnx`` (checked against torch). Returns the paths written
+    (and the ONNX parity)."""
     folder = Path(folder)
     weights = compiled.spec.target == "weights"
     meta = {**model_metadata(compiled.backbone, "patched" if weights else "edited"), **compiled.metadata()}
     written: dict[str, Any] = {}
     if "safetensors" in formats:
         if weights:
-            state = compiled.patched_state_dict()
-            meta["weights_fingerprint"] = state_dict_fingerprint(state)
-            path = save_patched_checkpoint(folder / "patched.safetensors", state, meta)
+            patched = compiled.patched_model()
+            meta["weights_fingerprint"] = state_dict_fingerprint(patched.state_dict())
+            path = families.save_weights(compiled.backbone, patched, folder, meta)
         else:
             path = save_edit(folder / "edit.safetensors", compiled.tensors, meta)
         written["safetensors"] = str(path)

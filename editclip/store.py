@@ -335,7 +335,9 @@ def model_source(bb: Backbone) -> dict[str, Any]:
     """How to load ``bb`` again (stored in meta.json and in compiled edits)."""
     src = bb.source
     out: dict[str, Any] = {"name": bb.model_id, "precision": bb.precision}
-    if src.get("checkpoint"):
+    if src.get("in_memory"):
+        out |= {"in_memory": True}
+    elif src.get("checkpoint"):
         out |= {"checkpoint": str(Path(src["checkpoint"]).resolve()), "config": src.get("config")}
     elif src.get("config") is not None:
         out |= {"config": src.get("config")}
@@ -349,6 +351,11 @@ def load_backbone(
 ) -> Backbone:
     """Load the model described by :func:`model_source` with the preprocessing it records; refuse other
     weights than ``fingerprint``."""
+    if source.get("in_memory"):
+        raise EditclipError(
+            f"model {source.get('name')!r} was built in memory (Backbone.from_open_clip / from_hf), so editclip "
+            "cannot load it again; pass that Backbone (or give the model arguments)"
+        )
     if source.get("checkpoint"):
         bb = load_model(
             checkpoint=source["checkpoint"],

@@ -33,7 +33,7 @@ def randomise(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, p in model.named_parameters():
-            if name.endswith("bias") or ".ln" in name or "ln_" in name or name.endswith("gamma"):
+            if name.endswith(("bias", "gamma")) or ".ln" in name or "ln_" in name or "norm" in name:
                 p.add_(torch.randn(p.shape, generator=gen).to(p) * 0.2)
     return model
 

@@ -5,11 +5,13 @@ branches on the family.
 
 An adapter module provides ``NAME``, ``owns(model)``, ``tower_module(model)``, ``check(model, model_id)``,
 ``describe(model) -> Tower``, ``encode_image(model, images)``, ``encode_text(model, tokens)``,
-``logit_scale(model)``, ``preprocess_cfg(model)`` and ``device_dtype(model)``.
+``logit_scale(model)``, ``preprocess_cfg(model)``, ``device_dtype(model)`` and
+``save_weights(bb, model, folder, metadata)`` (the weights target in the family's own stock format).
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -17,9 +19,9 @@ from torch import Tensor, nn
 
 from ..errors import UnsupportedModelError
 from ..tower import Tower
-from . import open_clip_timm, open_clip_vit
+from . import hf_clip, open_clip_timm, open_clip_vit
 
-FAMILIES: tuple[ModuleType, ...] = (open_clip_timm, open_clip_vit)  # first owner wins
+FAMILIES: tuple[ModuleType, ...] = (open_clip_timm, open_clip_vit, hf_clip)  # first owner wins
 
 
 def family_of(model: nn.Module) -> ModuleType:
@@ -71,3 +73,8 @@ def tower_module(model: nn.Module) -> nn.Module:
 def device_dtype(model: nn.Module) -> tuple[Any, Any]:
     """(device, dtype) of the image tower's weights."""
     return family_of(model).device_dtype(model)
+
+
+def save_weights(bb: Any, model: nn.Module, folder: Path, metadata: dict[str, Any]) -> Path:
+    """Write weights-target ``model`` (a patched copy of ``bb.model``) into ``folder`` in the family's stock format."""
+    return family_of(model).save_weights(bb, model, Path(folder), metadata)

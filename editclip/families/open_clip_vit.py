@@ -8,6 +8,7 @@ working when open_clip swaps ``nn.MultiheadAttention`` for its own attention mod
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -226,3 +227,11 @@ def preprocess_cfg(model: nn.Module) -> dict[str, Any]:
 def device_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
     weight = tower_module(model).conv1.weight
     return weight.device, weight.dtype
+
+
+def save_weights(bb: Any, model: nn.Module, folder: Path, metadata: dict[str, Any]) -> Path:
+    """The weights target as ``folder/patched.safetensors``: a full state dict that stock open_clip loads with
+    ``open_clip.create_model(name, pretrained=path)``."""
+    from ..export import save_patched_checkpoint
+
+    return save_patched_checkpoint(folder / "patched.safetensors", model.state_dict(), metadata)
