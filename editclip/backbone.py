@@ -237,11 +237,11 @@ def load(
                 f"{name!r} names its own weights and config; it takes no pretrained=, checkpoint= or config="
             )
         return _load_schema(name, device, precision)
+    if config is not None and _is_transformers_config(config):
+        return _load_transformers_config(name, config, device, precision, checkpoint)
     if checkpoint is not None:
         return _load_checkpoint(name, checkpoint, config, device, precision)
     if config is not None:
-        if _is_transformers_config(config):
-            return _load_transformers_config(name, config, device, precision)
         model_cfg, preprocess_cfg = _read_config(config)
         return _build_from_config(name or "custom", model_cfg, preprocess_cfg, None, device, precision)
     if name is None:
@@ -326,9 +326,15 @@ def _is_transformers_config(config: str | Path | dict[str, Any]) -> bool:
 
 
 def _load_transformers_config(
-    name: str | None, config: str | Path | dict[str, Any], device: torch.device, precision: str
+    name: str | None,
+    config: str | Path | dict[str, Any],
+    device: torch.device,
+    precision: str,
+    checkpoint: str | Path | None = None,
 ) -> Backbone:
-    """A random-weight transformers model built from its config.json (for tests and benchmarks)."""
+    """A transformers model built from its config.json: random weights, or a safetensors ``checkpoint``."""
+    from safetensors.torch import load_file
+
     from ._hf_load import PRECISION_DTYPES, from_hf, model_class
 
     raw = config if isinstance(config, dict) else json.loads(Path(config).read_text(encoding="utf-8"))
@@ -338,9 +344,19 @@ def _load_transformers_config(
         model = cls(cls.config_class.from_dict(raw))
     except (TypeError, ValueError) as err:
         raise EditclipError(f"config for {model_id!r} is not a valid {cls.config_class.__name__}: {err}") from err
+    if checkpoint is not None:
+        path = Path(checkpoint)
+        if not path.is_file() or path.suffix != ".safetensors":
+            raise EditclipError(
+                f"checkpoint {str(path)!r}: a transformers config takes an existing .safetensors checkpoint"
+            )
+        try:
+            model.load_state_dict(load_file(str(path)), strict=True)
+        except RuntimeError as err:
+            raise EditclipError(f"checkpoint {str(path)!r} does not fit the config of {model_id!r}: {err}") from err
     model = model.to(device=device, dtype=PRECISION_DTYPES[precision])
-    source = {"name": model_id, "config": raw, "pretrained": None}
-    return from_hf(model, name=model_id, pretrained=None, source=source)
+    source = {"name": model_id, "config": raw, "checkpoint": str(checkpoint) if checkpoint else None}
+    return from_hf(model, name=model_id, pretrained=str(checkpoint) if checkpoint else None, source=source)
 
 
 def _warn_quickgelu_mismatch(name: str, pretrained: str | None) -> None:

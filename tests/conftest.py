@@ -84,3 +84,17 @@ def write_waterbirds(root: Path, n_per_split: int = 16, size: int = 32, seed: in
 @pytest.fixture(scope="session")
 def tiny_waterbirds(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_waterbirds(tmp_path_factory.mktemp("wb") / "waterbirds")
+
+
+@pytest.fixture(scope="session")
+def hf_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random-weight transformers CLIP folder (config.json, model.safetensors, processor, tokenizer)."""
+    pytest.importorskip("transformers")
+    from hf_models import write_hf_folder
+
+    return write_hf_folder(tmp_path_factory.mktemp("hf-clip"))
+
+
+@pytest.fixture(scope="session")
+def hf_bb(hf_folder: Path) -> editclip.Backbone:
+    return editclip.load(f"local-dir:{hf_folder}")

@@ -12,6 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from conftest import TINY_CONFIG, randomise
+from hf_models import PROCESSOR, TEXT, VISION, hf_clip
 from PIL import Image
 from safetensors.torch import save_file
 
@@ -21,57 +22,6 @@ from editclip.errors import EditclipError, UnsupportedModelError
 from editclip.vit import run
 
 transformers = pytest.importorskip("transformers")
-
-TEXT = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
-        "max_position_embeddings": 16, "vocab_size": 49408}  # fmt: skip
-VISION = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 3, "num_attention_heads": 4,
-          "image_size": 32, "patch_size": 8}  # fmt: skip
-
-
-def hf_clip_config(act: str = "quick_gelu", eps: float = 1e-5) -> dict:
-    vision = {**VISION, "hidden_act": act, "layer_norm_eps": eps}
-    return transformers.CLIPConfig(text_config=TEXT, vision_config=vision, projection_dim=24).to_dict()
-
-
-def hf_clip(act: str = "quick_gelu", seed: int = 0) -> torch.nn.Module:
-    torch.manual_seed(seed)
-    model = transformers.CLIPModel(transformers.CLIPConfig.from_dict(hf_clip_config(act)))
-    model.vision_model.post_layernorm.eps = 1e-3  # each norm's own eps must be read
-    return randomise(model.eval(), seed)
-
-
-def write_tokenizer(folder: Path) -> None:
-    """vocab.json + merges.txt of CLIP's BPE (open_clip's copy), so HF's CLIPTokenizer reads the same tokens."""
-    bpe = open_clip.tokenizer.SimpleTokenizer()
-    specials = {"<start_of_text>": "<|startoftext|>", "<end_of_text>": "<|endoftext|>"}
-    vocab = {specials.get(k, k): v for k, v in bpe.encoder.items()}
-    merges = [" ".join(pair) for pair, _ in sorted(bpe.bpe_ranks.items(), key=lambda kv: kv[1])]
-    (folder / "vocab.json").write_text(json.dumps(vocab))
-    (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n")
-    tok = transformers.CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"), pad_token="<|endoftext|>")
-    tok.save_pretrained(str(folder))
-
-
-PROCESSOR = {"image_processor_type": "CLIPImageProcessor", "do_resize": True, "size": {"shortest_edge": 32},
-             "resample": 2, "do_center_crop": True, "crop_size": {"height": 32, "width": 32}, "do_rescale": True,
-             "rescale_factor": 1 / 255, "do_normalize": True, "image_mean": [0.5, 0.4, 0.3],
-             "image_std": [0.2, 0.25, 0.3], "do_convert_rgb": True}  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def hf_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A transformers-format CLIP folder: config.json, model.safetensors, preprocessor_config.json, tokenizer."""
-    folder = tmp_path_factory.mktemp("hf-clip")
-    hf_clip().save_pretrained(str(folder))
-    (folder / "preprocessor_config.json").write_text(json.dumps(PROCESSOR))
-    write_tokenizer(folder)
-    return folder
-
-
-@pytest.fixture(scope="module")
-def hf_bb(hf_folder: Path) -> editclip.Backbone:
-    return editclip.load(f"local-dir:{hf_folder}")
-
 
 @pytest.fixture(scope="module")
 def open_clip_folder(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, torch.nn.Module]:
@@ -270,3 +220,13 @@ def test_from_open_clip_wraps_a_model_the_user_built():
 
     with pytest.raises(EditclipError, match="built in memory"):
         load_backbone(model_source(bb))
+
+
+def test_hf_base_model_exports_to_onnx_and_gives_attention_maps(hf_bb, tmp_path):
+    report = editclip.export_onnx(hf_bb.model, tmp_path / "base.onnx")
+    assert report.parity.passed and report.metadata["mean"] == json.dumps([0.5, 0.4, 0.3])
+    from editclip.attention_maps import attention_maps
+
+    images = torch.randn(2, 3, 32, 32)
+    maps = attention_maps(hf_bb, images, progress=False)
+    assert maps.raw.shape == (2, 4, 4) and (maps.embedding - hf_bb.encode_image(images)).abs().max() <= 1e-5

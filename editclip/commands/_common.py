@@ -18,10 +18,18 @@ if TYPE_CHECKING:
 def add_model_args(parser: argparse.ArgumentParser, required: bool = True) -> None:
     """--model/--pretrained, or --checkpoint/--model-config, or --toyworld; --device, --precision."""
     group = parser.add_argument_group("model")
-    group.add_argument("--model", help="open_clip model name, e.g. ViT-B-16 (or the architecture of --checkpoint)")
+    group.add_argument(
+        "--model",
+        help="open_clip model name, e.g. ViT-B-16 (or the architecture of --checkpoint), or hf-hub:ORG/NAME / "
+        "local-dir:DIR (open_clip or transformers format, with their weights)",
+    )
     group.add_argument("--pretrained", help="open_clip pretrained tag or checkpoint path; omit for random weights")
     group.add_argument("--checkpoint", help="local checkpoint (.safetensors, .pt, .bin)")
-    group.add_argument("--model-config", help="open_clip model-config JSON for --checkpoint (custom architectures)")
+    group.add_argument(
+        "--model-config",
+        help="open_clip model-config JSON for --checkpoint (custom architectures), or a transformers config.json "
+        "(random weights)",
+    )
     group.add_argument("--toyworld", action="store_true", help="the tiny CLIP shipped with editclip")
     group.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ... (default cpu)")
     group.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "bf16"))
