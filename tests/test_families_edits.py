@@ -53,7 +53,7 @@ def test_hf_specs_compile_run_and_export_with_parity(hf_folder, tiny_waterbirds,
     assert Path(report["export"]["safetensors"]).is_file()
 
 
-def test_hf_weights_target_is_a_folder_stock_transformers_loads(hf_folder, hf_bb, tiny_waterbirds, tmp_path):
+def test_hf_weights_target_is_a_folder_stock_transformers_loads(hf_folder, hf_bb, tiny_waterbirds, tmp_path, capsys):
     edits = [{"mean_ablate": ["L2.H1", "L0.H3"]}, {"mean_ablate": {"layers": "L1", "parts": "mlp"}},
              {"project": {"head": "L2.H0", "onto": {"texts": ["water", "a forest", "sky"]}}}]  # fmt: skip
     spec = EditSpec.from_dict(_spec(hf_folder, tiny_waterbirds, edits, target="weights"))
@@ -83,6 +83,8 @@ def test_hf_weights_target_is_a_folder_stock_transformers_loads(hf_folder, hf_bb
     assert again.fingerprint == json.loads((folder / "editclip.json").read_text())["weights_fingerprint"]
     torch.testing.assert_close(again.encode_text(["a bird"]), hf_bb.encode_text(["a bird"]), atol=1e-6, rtol=0)
     assert again.source["preprocess_cfg"]["mean"] == hf_bb.source["preprocess_cfg"]["mean"]
+    assert cli.main(["export", "--model", f"local-dir:{folder}", "--out", str(tmp_path / "patched.onnx")]) == 0
+    assert capsys.readouterr().out.startswith(f"patched local-dir:{hf_folder}: ")  # kind patched, of its base
     fidelity = compiled.fidelity(images)  # the weights target is measured against the direct semantics
     assert fidelity["images"] == 4 and -1 <= fidelity["cosine_min"] <= fidelity["cosine_mean"] <= 1
 

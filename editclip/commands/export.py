@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .._constants import PARITY_BATCH_SIZES
@@ -87,13 +88,27 @@ def model_from_args(args: argparse.Namespace) -> tuple[nn.Module, dict[str, str]
     bb = backbone_from_args(args)
     if args.checkpoint and str(args.checkpoint).endswith(".safetensors"):
         meta = read_metadata(args.checkpoint)
-        if meta.get("format") == CHECKPOINT_FORMAT:
-            return bb.model, {
-                **model_metadata(bb, "patched"),
-                **_without_format(meta),
-                "weights_fingerprint": bb.fingerprint,
-            }
+    else:
+        meta = _patched_folder_metadata(args.model)
+    if meta.get("format") == CHECKPOINT_FORMAT:
+        return bb.model, {
+            **model_metadata(bb, "patched"),
+            **_without_format(meta),
+            "weights_fingerprint": bb.fingerprint,
+        }
     return bb.model, model_metadata(bb, "base")
+
+
+def _patched_folder_metadata(model: str | None) -> dict[str, str]:
+    """The editclip.json of a weights-target folder (transformers families) named as local-dir:DIR."""
+    if not model or not model.startswith("local-dir:"):
+        return {}
+    path = Path(model[len("local-dir:") :]) / "editclip.json"
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    except (OSError, json.JSONDecodeError):
+        return {}
+    return {str(k): str(v) for k, v in meta.items()} if isinstance(meta, dict) else {}
 
 
 def _base_of(meta: dict[str, str], args: argparse.Namespace) -> Backbone:

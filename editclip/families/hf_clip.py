@@ -176,7 +176,10 @@ def save_weights(bb: Any, model: nn.Module, folder: Path, metadata: dict[str, An
         tokenizer = getattr(bb.tokenizer, "tokenizer", None)
         if tokenizer is not None:
             tokenizer.save_pretrained(str(work))
-        (work / "editclip.json").write_text(json.dumps(metadata, indent=2) + "\n")
+        from ..export import CHECKPOINT_FORMAT
+
+        record = {**metadata, "format": CHECKPOINT_FORMAT}
+        (work / "editclip.json").write_text(json.dumps(record, indent=2) + "\n")
         if target.exists():
             shutil.rmtree(target)
         os.replace(work, target)
