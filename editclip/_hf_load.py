@@ -25,12 +25,9 @@ MODEL_CLASSES = {
     "clip": "CLIPModel",
     "clip_vision_model": "CLIPVisionModelWithProjection",
 }
-UNSUPPORTED_TYPES = {
-    "siglip": "SigLIP towers are attention-pooled; editclip decomposes CLS-pooled towers",
-    "siglip_vision_model": "SigLIP towers are attention-pooled; editclip decomposes CLS-pooled towers",
-    "siglip2": "SigLIP2 towers are attention-pooled; editclip decomposes CLS-pooled towers",
-    "siglip2_vision_model": "SigLIP2 towers are attention-pooled; editclip decomposes CLS-pooled towers",
-}
+_NO_HF_SIGLIP = "transformers SigLIP models are not read yet (open_clip's timm SigLIP towers are)"
+UNSUPPORTED_TYPES = {kind: _NO_HF_SIGLIP for kind in ("siglip", "siglip_vision_model", "siglip2",
+                                                       "siglip2_vision_model")}  # fmt: skip
 _RESAMPLE = {0: "nearest", 2: "bilinear", 3: "bicubic"}
 _TOKENIZER_FILES = ("tokenizer.json", "vocab.json")
 PRECISION_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
