@@ -308,12 +308,11 @@ def _load_schema(name: str, device: torch.device, precision: str) -> Backbone:
     check_config(source.config.get("model_cfg", source.config), name)
     try:
         model = open_clip.create_model(name, device=device, precision=precision, require_pretrained=True)
-        tokenizer = open_clip.get_tokenizer(name)
     except (RuntimeError, ValueError, OSError) as err:
         raise EditclipError(f"could not load {name!r} with open_clip: {err}") from err
     _check_supported(model, name)
     origin = "hub weights" if source.hub else "weights in the folder"
-    return _finish(model, tokenizer, name, origin, {"name": name, "pretrained": None})
+    return _finish(model, _LazyTokenizer(name), name, origin, {"name": name, "pretrained": None})
 
 
 def _is_transformers_config(config: str | Path | dict[str, Any]) -> bool:
