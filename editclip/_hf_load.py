@@ -108,7 +108,6 @@ def preprocess_from_processor(
     from torchvision import transforms as T
 
     s = dict(settings or {})
-    recorded = {"processor": "CLIPImageProcessor defaults" if not settings else s.get("image_processor_type", "?")}
     factor = float(s.get("rescale_factor", 1 / 255))
     if s.get("do_rescale", True) and abs(factor - 1 / 255) > 1e-9:
         raise EditclipError(f"model {model_id!r}: image processor rescale_factor {factor} is not 1/255")
@@ -132,10 +131,14 @@ def preprocess_from_processor(
     mode = T.InterpolationMode(interpolation)
     steps: list[Any] = []
     if do_resize and "shortest_edge" in size:
+        if do_crop and size["shortest_edge"] != min(out_size):
+            raise EditclipError(
+                f"model {model_id!r}: the image processor resizes the shortest edge to {size['shortest_edge']} and "
+                f"then crops {out_size}; editclip's preprocessing record resizes to the crop size (shortest edge "
+                f"{min(out_size)}), so it cannot reproduce this processor"
+            )
         steps.append(T.Resize(size["shortest_edge"], interpolation=mode))
         resize_mode = "shortest"
-        if size["shortest_edge"] != min(out_size):
-            recorded["resize_shortest"] = size["shortest_edge"]
     elif do_resize:
         steps.append(T.Resize((size["height"], size["width"]), interpolation=mode))
         resize_mode = "squash"
@@ -145,7 +148,7 @@ def preprocess_from_processor(
         steps.append(T.CenterCrop(out_size))
     steps += [_to_rgb, T.ToTensor(), T.Normalize(mean, std)]
     pp = {"size": tuple(out_size), "mode": "RGB", "mean": mean, "std": std, "interpolation": interpolation,
-          "resize_mode": resize_mode, "fill_color": 0, **recorded}  # fmt: skip
+          "resize_mode": resize_mode, "fill_color": 0}  # fmt: skip
     return pp, T.Compose(steps)
 
 

@@ -175,7 +175,6 @@ def describe_preprocessing(record: dict[str, Any] | None) -> str:
 
 def with_preprocessing(bb: Backbone, record: dict[str, Any]) -> Backbone:
     """``bb`` with the preprocessing ``record`` (as :func:`preprocessing_record` writes it) set on its model."""
-    from open_clip.model import set_model_preprocess_cfg
     from open_clip.transform import PreprocessCfg, image_transform_v2
 
     image_size = list(bb.shape.image_size)
@@ -184,7 +183,7 @@ def with_preprocessing(bb: Backbone, record: dict[str, Any]) -> Backbone:
             f"the recorded preprocessing resizes to {record['size']}, but model {bb.model_id!r} takes {image_size} px"
         )
     pp = {**record, "size": tuple(record["size"]), "mean": tuple(record["mean"]), "std": tuple(record["std"])}
-    set_model_preprocess_cfg(bb.model, pp)
+    families.set_preprocess_cfg(bb.model, pp)
     preprocess = image_transform_v2(PreprocessCfg(**pp), is_train=False)
     return Backbone(bb.model, bb.tokenizer, preprocess, bb.shape, bb.model_id, bb.pretrained,
                     {**bb.source, "preprocess_cfg": pp})  # fmt: skip

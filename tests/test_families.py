@@ -230,3 +230,18 @@ def test_hf_base_model_exports_to_onnx_and_gives_attention_maps(hf_bb, tmp_path)
     images = torch.randn(2, 3, 32, 32)
     maps = attention_maps(hf_bb, images, progress=False)
     assert maps.raw.shape == (2, 4, 4) and (maps.embedding - hf_bb.encode_image(images)).abs().max() <= 1e-5
+
+
+def test_hf_preprocessing_is_recorded_and_restored(hf_bb):
+    from editclip._hf_load import preprocess_from_processor
+    from editclip.backbone import with_preprocessing
+
+    record = hf_bb.preprocessing
+    assert record["size"] == [32, 32] and record["mean"] == [0.5, 0.4, 0.3] and record["interpolation"] == "bilinear"
+    changed = with_preprocessing(hf_bb, {**record, "mean": [0.1, 0.2, 0.3]})
+    assert changed.preprocessing["mean"] == [0.1, 0.2, 0.3]
+    with_preprocessing(hf_bb, record)  # the shared model gets its own record back
+    with pytest.raises(EditclipError, match="shortest edge to 36"):
+        preprocess_from_processor({**PROCESSOR, "size": {"shortest_edge": 36}}, (32, 32), "m")
+    with pytest.raises(EditclipError, match="makes"):
+        preprocess_from_processor({**PROCESSOR, "crop_size": {"height": 28, "width": 28}}, (32, 32), "m")

@@ -65,6 +65,11 @@ def preprocess_cfg(model: nn.Module) -> dict[str, Any]:
     return family_of(model).preprocess_cfg(model)
 
 
+def set_preprocess_cfg(model: nn.Module, cfg: dict[str, Any]) -> None:
+    """Store the preprocessing ``cfg`` (open_clip's preprocess_cfg keys) with the model."""
+    family_of(model).set_preprocess_cfg(model, cfg)
+
+
 def tower_module(model: nn.Module) -> nn.Module:
     """The submodule that owns the image tower's parameters."""
     return family_of(model).tower_module(model)

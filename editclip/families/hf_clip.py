@@ -156,6 +156,10 @@ def preprocess_cfg(model: nn.Module) -> dict[str, Any]:
             "interpolation": "bicubic", "resize_mode": "shortest", "fill_color": 0}  # fmt: skip
 
 
+def set_preprocess_cfg(model: nn.Module, cfg: dict[str, Any]) -> None:
+    setattr(model, PREPROCESS_ATTR, dict(cfg))
+
+
 def device_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
     weight = model.vision_model.embeddings.patch_embedding.weight
     return weight.device, weight.dtype

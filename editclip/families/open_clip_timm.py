@@ -193,6 +193,7 @@ encode_image = open_clip_vit.encode_image
 encode_text = open_clip_vit.encode_text
 logit_scale = open_clip_vit.logit_scale
 preprocess_cfg = open_clip_vit.preprocess_cfg
+set_preprocess_cfg = open_clip_vit.set_preprocess_cfg
 save_weights = open_clip_vit.save_weights
 
 

@@ -224,6 +224,12 @@ def preprocess_cfg(model: nn.Module) -> dict[str, Any]:
     return dict(get_model_preprocess_cfg(model))
 
 
+def set_preprocess_cfg(model: nn.Module, cfg: dict[str, Any]) -> None:
+    from open_clip.model import set_model_preprocess_cfg
+
+    set_model_preprocess_cfg(model, cfg)
+
+
 def device_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
     weight = tower_module(model).conv1.weight
     return weight.device, weight.dtype
