@@ -25,6 +25,7 @@ from ._sources import has_schema
 from ._sources import resolve as resolve_source
 from .errors import EditclipError, UnsupportedModelError
 from .families import open_clip_timm, open_clip_vit
+from .model_config import read_model_config
 from .tower import Tower, VitShape, tower_shape
 
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -241,7 +242,7 @@ def load(
     if checkpoint is not None:
         return _load_checkpoint(name, checkpoint, config, device, precision)
     if config is not None:
-        model_cfg, preprocess_cfg = _read_config(config)
+        model_cfg, preprocess_cfg = read_model_config(config)
         return _build_from_config(name or "custom", model_cfg, preprocess_cfg, None, device, precision)
     if name is None:
         raise EditclipError("give a model name (e.g. 'ViT-B-16'), or checkpoint= with config=")
@@ -374,30 +375,6 @@ def _warn_quickgelu_mismatch(name: str, pretrained: str | None) -> None:
         )
 
 
-def _read_config(config: str | Path | dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    if isinstance(config, dict):
-        raw = copy.deepcopy(config)
-        where = "the config dict"
-    else:
-        path = Path(config)
-        if not path.is_file():
-            raise EditclipError(f"model config {str(path)!r} does not exist")
-        try:
-            raw = json.loads(path.read_text())
-        except json.JSONDecodeError as err:
-            raise EditclipError(f"model config {str(path)!r} is not valid JSON: {err}") from err
-        where = str(path)
-    if "model_cfg" in raw:  # the open_clip_config.json layout of hub / local-dir models
-        raw = {**raw["model_cfg"], "preprocess_cfg": raw.get("preprocess_cfg", {})}
-    missing = [k for k in ("embed_dim", "vision_cfg", "text_cfg") if k not in raw]
-    if missing:
-        raise EditclipError(
-            f"model config {where} lacks {missing}; an open_clip config has embed_dim, vision_cfg, text_cfg"
-        )
-    preprocess_cfg = raw.pop("preprocess_cfg", {}) or {}
-    return raw, preprocess_cfg
-
-
 def _load_checkpoint(
     name: str | None,
     checkpoint: str | Path,
@@ -413,7 +390,7 @@ def _load_checkpoint(
     if path.suffix not in CHECKPOINT_SUFFIXES:
         raise EditclipError(f"checkpoint {str(path)!r}: unsupported file type; use one of {CHECKPOINT_SUFFIXES}")
     if config is not None:
-        model_cfg, preprocess_cfg = _read_config(config)
+        model_cfg, preprocess_cfg = read_model_config(config)
         model_id = name or path.stem
     elif name is not None:
         if name not in open_clip.list_models():

@@ -233,3 +233,12 @@ def _from_folder(root: Path, transform: Callable | None) -> ImageDataset:
     columns = {"y": np.array(labels, dtype=np.int64)} if classes else {}
     ids = [str(p.relative_to(root)) for p in paths]
     return ImageDataset(root.name, root, "folder", None, ids, paths, columns, transform)
+
+
+def shared_images(a: ImageDataset, b: ImageDataset) -> list[int]:
+    """Indices of `a`'s images that are also in `b`: the same file (resolved, so links and ``..`` do not
+    hide it) or, for two selections of one table (the same root), the same id."""
+    paths = {p.resolve() for p in b.paths}
+    ids = set(b.ids) if Path(a.root).resolve() == Path(b.root).resolve() else set()
+    pairs = enumerate(zip(a.paths, a.ids, strict=True))
+    return [i for i, (path, id_) in pairs if id_ in ids or path.resolve() in paths]

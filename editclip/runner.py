@@ -38,6 +38,7 @@ from .errors import EditclipError
 from .evaluate import GroupReport, format_table, plot_groups, predict, zero_shot_classifier
 from .evaluation_paths import Targets, compare, exact_embeddings, fast_embeddings, targets
 from .spec import EditSpec, ModelSpec
+from .spec_data import check_calibration_overlap
 from .store import DecompositionStore, model_source
 from .text import encode_texts
 from .uncertainty import RESAMPLES, SEED, format_interval, group_intervals, small_group_warnings
@@ -137,9 +138,10 @@ def run_spec(
         raise EditclipError(f"batch size must be positive, got {batch_size}")
     timings: dict[str, float] = {}
     with _timed(timings, "load"):
+        evaluation = _evaluation_data(spec)
+        shared = check_calibration_overlap(spec, evaluation[0] if evaluation else None)
         bb = load_model(spec.model, device)
         spec.check_against(bb.shape.layers, bb.shape.heads)
-        evaluation = _evaluation_data(spec)
     log(f"model: {spec.model.describe()} ({bb.shape.layers} layers x {bb.shape.heads} heads)")
     with _timed(timings, "compile"):
         compiled = compile_edit(spec, bb, cache_dir=cache_dir, batch_size=batch_size)
@@ -159,6 +161,7 @@ def run_spec(
         "edits": [edit.action.describe() for edit in spec.edits],
         "edited_parts": [p.part for p in parts],
         "calibration": compiled.provenance,
+        "calibration_overlap": {"transductive": spec.calibration.transductive, "shared_images": shared},
     }
     result = RunResult(out, report, compiled=compiled)
     if evaluation is not None:
@@ -336,6 +339,9 @@ def markdown(result: RunResult) -> str:
     calib = r["calibration"]
     lines.append(f"- calibration: {calib['calibration'].get('name')} ({calib['calibration'].get('split') or 'all'}), "
                  f"{calib['calibration_count']} images")  # fmt: skip
+    if r["calibration_overlap"]["shared_images"]:
+        lines.append(f"- transductive: calibration includes {r['calibration_overlap']['shared_images']} of the "
+                     "evaluated images (calibration.transductive: true)")  # fmt: skip
     if "evaluation" in r:
         ev = r["evaluation"]
         lines.append(f"- evaluation: {ev['data']['name']} ({ev['data']['split'] or 'all'}), {ev['data']['count']} "

@@ -19,8 +19,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     validate = subparsers.add_parser(
         "validate",
         help="check an edit spec and summarise its edits",
-        description="Check an edit spec: field types, names, data paths and columns, contradictory edits "
-        "and, when the model's config gives its shape, heads and layers against the model. Prints OK and "
+        description="Check an edit spec: field types, names, data paths and columns, contradictory edits, "
+        "calibration images that are also evaluated and, when the model's config gives its shape, heads "
+        "and layers against the model. Prints OK and "
         "a summary, or every problem with its field path and line (exit 2).",
     )
     validate.add_argument("spec", help="the spec YAML file")
@@ -38,14 +39,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run_validate(args: argparse.Namespace) -> int:
     """Read the spec, check it against the model's shape when known, print the summary."""
     from ..spec import EditSpec
+    from ..spec_data import check_calibration_overlap
 
     spec = EditSpec.from_yaml(args.spec)
+    shared = check_calibration_overlap(spec)
     shape = spec.model.vision_layers_heads()
     lines = [f"OK {args.spec}" + (f" ({spec.name})" if spec.name else "")]
     shape_text = f": {shape[0]} layers x {shape[1]} heads" if shape else ""
     lines.append(f"  model: {spec.model.describe()}{shape_text}")
     calibration = spec.calibration
     lines.append(f"  calibration: {_data(calibration.data, calibration.max_images)}")
+    if shared:
+        lines.append(f"    transductive: {shared} evaluation images are also calibration images")
     lines.append(f"  target: {spec.target}, convention: {spec.convention}")
     if shape is None:
         lines.append("  edits (heads and layers are checked against the model when it is loaded):")

@@ -109,3 +109,8 @@ class CalibrationSpec(StrictModel):
 
     data: DataSpec = Field(description="Calibration images; keep them apart from the evaluation images.")
     max_images: PositiveInt | None = Field(None, description="Use at most this many images (all when absent).")
+    transductive: bool = Field(
+        False,
+        description="Allow calibration images that are also evaluated (the official code's protocol); "
+        "refused by default, and recorded in the report when allowed.",
+    )

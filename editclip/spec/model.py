@@ -11,6 +11,8 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from ..errors import EditclipError
+from ..model_config import read_model_config
 from .fields import ExistingPath, StrictModel
 
 TOYWORLD_CONFIG = Path(__file__).parent.parent / "toyworld" / "assets" / "config.json"
@@ -99,12 +101,10 @@ class ModelSpec(StrictModel):
             raise ValueError(f"{config} is not a readable JSON file: {err}") from None
         if isinstance(raw, dict) and "model_type" in raw:
             return config  # a transformers config.json; the loader checks its model_type
-        raw = raw.get("model_cfg", raw) if isinstance(raw, dict) else raw
-        if not isinstance(raw, dict) or not all(k in raw for k in ("embed_dim", "vision_cfg", "text_cfg")):
-            raise ValueError(
-                f"{config} is not an open_clip model config (needs embed_dim, vision_cfg, text_cfg) nor a "
-                "transformers config.json (model_type)"
-            )
+        try:
+            read_model_config(config)
+        except EditclipError as err:
+            raise ValueError(str(err)) from None
         return config
 
     @model_validator(mode="after")
