@@ -38,12 +38,13 @@ from . import families
 from ._textspan import textspan
 from .backbone import Backbone
 from .baselines import embedding_projection
-from .data import ImageDataset, load_dataset
+from .data import ImageDataset
 from .edited import EditedCLIP, EditTensors
 from .errors import EditclipError
 from .names import parse_head, parse_mlp
 from .spec import DataSpec, EditSpec, MeanAblate, Project
 from .spec.edits import EMBEDDING
+from .spec_data import spec_dataset
 from .store import DecompositionStore, decompose_dataset, model_source
 from .text import cache_root, encode_texts, load_pool
 from .tower import Tower
@@ -160,7 +161,7 @@ def _patch_keys(tower: Tower, layer: int, weight: str, bias: str) -> tuple[str, 
 
 def calibration_dataset(data: DataSpec, max_images: int | None) -> ImageDataset:
     """The calibration images a spec names."""
-    return load_dataset(data.root, format=data.format, split=data.split, max_images=max_images)
+    return spec_dataset(data, max_images)
 
 
 def calibration_store(

@@ -78,8 +78,13 @@ def targets(
     label: str,
     groups: Sequence[str] | None = None,
     value_names: Mapping[str, Mapping[int, str]] | None = None,
+    classes: Sequence[str] | None = None,
 ) -> Targets:
-    """Labels and group columns of ``dataset`` for evaluation; refuse columns it does not have as integers.
+    """Labels and group columns of ``dataset`` for evaluation; refuse columns it does not have.
+
+    A label column of names (``y=waterbird``) is mapped to class indices through ``classes`` (its names
+    must be among them); without ``classes`` such a column is refused, since its sorted codes need not
+    be the classes' order. Coded columns' groups are named by their values.
 
     Groups are named for display by ``value_names`` ({column: {value: name}}, e.g. the spec's
     ``evaluate.group_names``) where given, else by :func:`dataset_value_names`.
@@ -89,21 +94,44 @@ def targets(
         if name not in dataset.columns:
             have = ", ".join(sorted(dataset.columns)) or "none"
             raise EditclipError(
-                f"evaluation data {str(dataset.root)!r} has no integer column {name!r} (its integer columns: {have}); "
-                "label and group columns must hold integers (class i is classes[i])"
+                f"evaluation data {str(dataset.root)!r} has no label or group column {name!r} (its columns: {have}; "
+                "file-name columns cannot be labels)"
             )
     names, source = dataset_value_names(dataset)
+    if dataset.label_names:  # a coded column of names is named by its own values
+        names = {**names, **{c: dict(enumerate(v)) for c, v in dataset.label_names.items()}}
+        source = "the table's values" if source is None else f"the table's values, else {source}"
     if value_names:
         names = {**names, **{c: {int(v): str(n) for v, n in vn.items()} for c, vn in value_names.items()}}
         source = "given" if source is None else f"given, else {source}"
     names = {c: n for c, n in names.items() if c in columns}
     return Targets(
-        label=dataset.columns[label],
+        label=_class_indices(dataset, label, classes),
         groups={c: dataset.columns[c] for c in columns},
         train_group_counts=dataset.group_counts(columns),
         value_names=names,
         names_source=source if names else None,
     )
+
+
+def _class_indices(dataset: ImageDataset, label: str, classes: Sequence[str] | None) -> np.ndarray:
+    codes = dataset.columns[label]
+    names = dataset.label_names.get(label)
+    if names is None:
+        return codes
+    if classes is None:
+        raise EditclipError(f"label column {label!r} holds names ({', '.join(names[:4])}...); give the class names")
+    index = {c: i for i, c in enumerate(classes)}
+    for code in np.unique(codes).tolist():
+        name = names[code]
+        if name not in index:
+            row = int(np.nonzero(codes == code)[0][0])
+            where = f" ({dataset.sources[row]})" if dataset.sources else ""
+            raise EditclipError(
+                f"label column {label!r} has the value {name!r}{where}, which is not one of the classes "
+                f"{', '.join(classes)}"
+            )
+    return np.array([index[n] for n in names], dtype=np.int64)[codes]
 
 
 # ---------------------------------------------------------------------------------------------------

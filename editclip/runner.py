@@ -33,12 +33,12 @@ from ._version import __version__
 from .backbone import Backbone, describe_preprocessing, load
 from .baselines import embedding_projection, project_embeddings
 from .controls import ControlResult, ControlSettings, control_pool, head_action, random_head_controls
-from .data import ImageDataset, load_dataset
+from .data import ImageDataset
 from .errors import EditclipError
 from .evaluate import GroupReport, format_table, plot_groups, predict, zero_shot_classifier
 from .evaluation_paths import Targets, compare, exact_embeddings, fast_embeddings, targets
 from .spec import EditSpec, ModelSpec
-from .spec_data import check_calibration_overlap
+from .spec_data import check_calibration_overlap, spec_dataset
 from .store import DecompositionStore, model_source
 from .text import encode_texts
 from .uncertainty import RESAMPLES, SEED, format_interval, group_intervals, small_group_warnings
@@ -206,8 +206,8 @@ def _evaluation_data(spec: EditSpec) -> tuple[ImageDataset, Targets] | None:
     ev = spec.evaluate
     if ev is None:
         return None
-    dataset = load_dataset(ev.data.root, format=ev.data.format, split=ev.data.split, max_images=ev.max_images)
-    tg = targets(dataset, ev.label, ev.group_columns, ev.group_names)
+    dataset = spec_dataset(ev.data, ev.max_images)
+    tg = targets(dataset, ev.label, ev.group_columns, ev.group_names, classes=ev.classes)
     bad = sorted({int(v) for v in tg.label if not 0 <= v < len(ev.classes)})
     if bad:
         raise EditclipError(f"evaluate.label column {ev.label!r} has values {bad} outside 0..{len(ev.classes) - 1} "

@@ -20,7 +20,6 @@ Data with masks:
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,7 +29,9 @@ import torch
 from PIL import Image
 from torch import Tensor
 
+from .data_index import read_table, resolve_image, split_code
 from .errors import EditclipError
+from .images import open_image
 
 MASK_COLUMNS = ("mask_filename", "mask")
 
@@ -171,41 +172,56 @@ class GtSegs:
 class MaskedFolder:
     """A folder of images with one mask image each, listed in ``metadata.csv``; ``ds[i]`` as :class:`GtSegs`."""
 
-    def __init__(self, root: Path, images: list[Path], masks: list[Path]) -> None:
+    def __init__(self, root: Path, images: list[Path], masks: list[Path], sources: list[str] | None = None) -> None:
         self.root, self.images, self.masks = root, images, masks
+        self.sources = sources or [str(p) for p in images]
 
     def __len__(self) -> int:
         return len(self.images)
 
     def __getitem__(self, index: int) -> tuple[Image.Image, np.ndarray]:
-        image = Image.open(self.images[index]).convert("RGB")
+        image = open_image(self.images[index], self.sources[index])
         path = self.masks[index]
-        mask = np.load(path) > 0 if path.suffix == ".npy" else np.asarray(Image.open(path).convert("L")) > 127
+        if path.suffix == ".npy":
+            try:
+                mask = np.load(path) > 0
+            except (OSError, ValueError) as err:
+                raise EditclipError(
+                    f"mask {str(path)!r} ({self.sources[index]}) is not a readable .npy: {err}"
+                ) from None
+        else:
+            mask = np.asarray(open_image(path, self.sources[index], mode="L")) > 127
         return image, mask
 
 
-def load_masked_folder(root: str | Path, split: str | int | None = None) -> MaskedFolder:
+def load_masked_folder(
+    root: str | Path, split: str | int | None = None, allow_outside_root: bool = False
+) -> MaskedFolder:
     """A toy-world style folder: ``metadata.csv`` with ``img_filename`` and a mask column (one of
-    ``MASK_COLUMNS``, paths relative to the folder; masks are images with foreground > 127, or ``.npy``
-    arrays with foreground > 0); `split` filters
-    the ``split`` column (train/val/test or 0/1/2) when given."""
+    ``MASK_COLUMNS``, paths relative to the folder and kept inside it unless `allow_outside_root`; masks
+    are images with foreground > 127, or ``.npy`` arrays with foreground > 0); `split` filters the
+    ``split`` column (train/val/test or 0/1/2) when given."""
     root = Path(root)
     csv_path = root / "metadata.csv"
     if not csv_path.is_file():
         raise EditclipError(f"{str(root)!r} has no metadata.csv (expected a toy-world folder with masks)")
-    with csv_path.open(newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    column = next((c for c in MASK_COLUMNS if rows and c in rows[0]), None)
-    if column is None or "img_filename" not in rows[0]:
+    table = read_table(csv_path, ("img_filename",))
+    column = next((c for c in MASK_COLUMNS if c in table.header), None)
+    if column is None:
         raise EditclipError(f"{str(csv_path)!r} needs the columns img_filename and one of {MASK_COLUMNS}")
+    keep = list(range(len(table.rows)))
     if split is not None:
-        code = {"train": "0", "val": "1", "test": "2"}.get(str(split), str(split))
-        rows = [r for r in rows if r.get("split") == code]
-    images = [root / r["img_filename"] for r in rows]
-    masks = [root / r[column] for r in rows]
-    missing = [str(p) for p in images + masks if not p.is_file()]
+        if "split" not in table.header:
+            raise EditclipError(f"split {split!r} was asked for, but {str(csv_path)!r} has no 'split' column")
+        wanted = split_code(split)
+        keep = [i for i in keep if split_code(table.rows[i]["split"], table.where(i)) == wanted]
+    images = [resolve_image(root, table.rows[i]["img_filename"], table.where(i), "img_filename", allow_outside_root)
+              for i in keep]  # fmt: skip
+    masks = [resolve_image(root, table.rows[i][column], table.where(i), column, allow_outside_root) for i in keep]
+    missing = [(str(p), table.where(i)) for i, p in zip(keep + keep, images + masks, strict=True) if not p.is_file()]
     if missing:
-        raise EditclipError(f"{len(missing)} files listed in {str(csv_path)!r} are missing, e.g. {missing[0]!r}")
+        path, where = missing[0]
+        raise EditclipError(f"{len(missing)} files listed in {str(csv_path)!r} are missing, e.g. {path!r} ({where})")
     if not images:
         raise EditclipError(f"{str(csv_path)!r} lists no images (split {split!r})")
-    return MaskedFolder(root, images, masks)
+    return MaskedFolder(root, images, masks, [table.where(i) for i in keep])

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -228,3 +229,288 @@ def test_transductive_calibration_is_allowed_and_reported(
     assert (
         "transductive: calibration includes 16 of the evaluated images" in (tmp_path / "out" / "report.md").read_text()
     )
+
+
+# ---------------------------------------------------------------------------------------------------
+# Data tables and image paths
+
+HEADER = "img_id,img_filename,y,split,place\n"
+
+
+def _dataset(root: Path, rows: list[str], images: int = 3, header: str = HEADER) -> Path:
+    """A Waterbirds-layout folder with `images` real PNGs (img/0.png ...) and metadata rows as given."""
+    from PIL import Image
+
+    (root / "img").mkdir(parents=True, exist_ok=True)
+    for i in range(images):
+        Image.new("RGB", (8, 8), (40 * i, 0, 0)).save(root / "img" / f"{i}.png")
+    (root / "metadata.csv").write_text(header + "".join(r + "\n" for r in rows))
+    return root
+
+
+GOOD_ROWS = ["0,img/0.png,0,2,0", "1,img/1.png,1,2,1", "2,img/2.png,0,2,1"]
+
+
+def _decompose(tiny_files: tuple[Path, Path], data: Path, out: Path, *extra: str) -> list[str]:
+    checkpoint, config = tiny_files
+    return ["decompose", "--checkpoint", str(checkpoint), "--model-config", str(config), "--data", str(data),
+            "--out", str(out), *extra]  # fmt: skip
+
+
+def _outside(tmp_path: Path) -> Path:
+    from PIL import Image
+
+    (tmp_path / "elsewhere").mkdir(exist_ok=True)
+    Image.new("RGB", (8, 8)).save(tmp_path / "elsewhere" / "secret.png")
+    return tmp_path / "elsewhere" / "secret.png"
+
+
+@pytest.mark.parametrize("kind", ["dot-dot traversal", "deep traversal", "absolute path", "symlink out"])
+def test_image_paths_outside_the_root_are_refused(
+    kind: str, tiny_files, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    secret = _outside(tmp_path)
+    root = tmp_path / "wb"
+    value = {"dot-dot traversal": "../elsewhere/secret.png", "deep traversal": "img/../../../../../../etc/passwd",
+             "absolute path": str(secret), "symlink out": "img/link.png"}[kind]  # fmt: skip
+    _dataset(root, [GOOD_ROWS[0], f"1,{value},1,2,1", GOOD_ROWS[2]])
+    if kind == "symlink out":
+        (root / "img" / "link.png").symlink_to(secret)
+    why = "is an absolute path" if kind == "absolute path" else "leads outside the dataset root"
+    fragments = [f"row 3 of {str(root / 'metadata.csv')!r}: img_filename {value!r} {why}", "--allow-outside-root"]
+    cli_fails(_decompose(tiny_files, root, tmp_path / "store"), tmp_path, capsys, *fragments)
+    # the opt-in reads it
+    from editclip.data import load_dataset
+
+    ds = load_dataset(root, allow_outside_root=True)
+    assert ds[1][0].size == (8, 8) if kind != "deep traversal" else len(ds) == 3
+
+
+def test_paths_inside_the_root_are_fine(tmp_path: Path) -> None:
+    from editclip.data import load_dataset
+
+    root = _dataset(tmp_path / "wb", ["0,img/../img/0.png,0,2,0", "1,./img/1.png,1,2,1", "2,img//2.png,0,2,1"])
+    (root / "img" / "inner.png").symlink_to(root / "img" / "0.png")  # a link that stays inside
+    (root / "metadata.csv").write_text(HEADER + "0,img/../img/0.png,0,2,0\n1,img/inner.png,1,2,1\n")
+    ds = load_dataset(root)
+    assert [ds[i][0].size for i in range(len(ds))] == [(8, 8), (8, 8)]
+
+
+def test_outside_paths_in_manifests_masks_folders_and_specs(tmp_path: Path, capsys, monkeypatch) -> None:
+    from editclip.data import load_dataset
+    from editclip.segmetrics import load_masked_folder
+
+    secret = _outside(tmp_path)
+    manifest = tmp_path / "list.csv"
+    manifest.write_text(f"path,y\n{secret},0\nlocal.png,1\n")
+    with pytest.raises(EditclipError, match=r"row 2 of .*list.csv.*: path .* is an absolute path"):
+        load_dataset(manifest)
+    assert load_dataset(manifest, allow_outside_root=True).paths[0] == secret
+
+    root = _dataset(tmp_path / "seg", [], header="")
+    (root / "metadata.csv").write_text("img_filename,mask_filename,split\nimg/0.png,../elsewhere/secret.png,2\n")
+    with pytest.raises(EditclipError, match=r"row 2 of .*: mask_filename '../elsewhere/secret.png' leads outside"):
+        load_masked_folder(root)
+    assert len(load_masked_folder(root, allow_outside_root=True)) == 1
+
+    folder = tmp_path / "folder"
+    (folder / "cls").mkdir(parents=True)
+    (folder / "cls" / "x.png").symlink_to(secret)
+    with pytest.raises(EditclipError, match="links outside it"):
+        load_dataset(folder)
+
+    monkeypatch.chdir(tmp_path)
+    _dataset(tmp_path / "wb", ["9,../elsewhere/secret.png,0,1,0", *GOOD_ROWS])
+    spec = {"editclip": 1, "model": {"toyworld": True}, "calibration": {"data": {"root": "wb", "split": "val"}},
+            "edits": [{"mean_ablate": ["L1.H1"]}],
+            "evaluate": {"data": {"root": "wb", "split": "test"}, "classes": ["a", "b"], "label": "y"}}  # fmt: skip
+    (tmp_path / "spec.yaml").write_text(json.dumps(spec))
+    cli_fails(["validate", "spec.yaml"], tmp_path, capsys, "row 2 of 'wb/metadata.csv'", "leads outside")
+    spec["calibration"]["data"]["allow_outside_root"] = True
+    (tmp_path / "spec.yaml").write_text(json.dumps(spec))
+    assert cli.main(["validate", "spec.yaml"]) == 0
+
+
+BAD_TABLES = [
+    ("Latin-1 metadata", HEADER.encode() + "0,img/0.png,0,2,caf\xe9\n".encode("latin-1"),
+     ["is not UTF-8: byte 0xe9 at offset 53 (line 2)", "iconv"]),
+    ("zero-byte metadata", b"", ["is empty; it needs a header row"]),
+    ("header only", HEADER.encode(), ["has a header but no rows"]),
+    ("blank lines only", b"\n\n  \n", ["is empty"]),
+    ("missing split column", b"img_id,img_filename,y\n0,img/0.png,0\n", ["lacks the column(s) ['split']"]),
+    ("missing img_filename column", b"img_id,y,split\n0,0,2\n", ["lacks the column(s) ['img_filename']"]),
+    ("short row", (HEADER + GOOD_ROWS[0] + "\n1,img/1.png,1\n").encode(), ["row 3 of", "has 3 fields"]),
+    ("long row", (HEADER + GOOD_ROWS[0] + ",extra\n").encode(), ["row 2 of", "has 6 fields"]),
+    ("duplicate ids", (HEADER + "0,img/0.png,0,2,0\n0,img/1.png,1,2,1\n").encode(),
+     ["row 3 of", "img_id '0' is already used by row 2"]),
+    ("duplicate column", b"img_id,img_filename,y,y,split\n0,img/0.png,0,0,2\n", ["repeats the column(s) ['y']"]),
+    ("unknown split name", (HEADER + GOOD_ROWS[0] + "\n1,img/1.png,1,trian,1\n").encode(),
+     ["row 3 of", "split 'trian' is unknown"]),
+    ("full-width split digit", (HEADER + "0,img/0.png,0,\uff12,0\n").encode(),
+     ["row 2 of", "split '\uff12' is unknown"]),
+    ("empty image path", (HEADER + "0,,0,2,0\n").encode(), ["row 2 of", "img_filename is empty"]),
+    ("bad quoting", (HEADER + '0,"img/0.png,0,2,0\n').encode(), ["row 2 of", "has 2 fields"]),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("kind", "content", "fragments"), BAD_TABLES, ids=[t[0] for t in BAD_TABLES])
+def test_bad_tables_name_the_file_and_row(
+    kind: str, content: bytes, fragments: list[str], tiny_files, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = _dataset(tmp_path / "wb", [])
+    (root / "metadata.csv").write_bytes(content)
+    err = cli_fails(_decompose(tiny_files, root, tmp_path / "store"), tmp_path, capsys, *fragments)
+    assert str(root / "metadata.csv") in err and len(err.strip().splitlines()) == 1
+
+
+def test_string_labels_are_coded_and_mapped_to_the_classes(tmp_path: Path) -> None:
+    from editclip.data import load_dataset
+    from editclip.evaluation_paths import targets
+
+    rows = ["0,img/0.png,waterbird,2,sea", "1,img/1.png,landbird,2,forest", "2,img/2.png,waterbird,1,forest"]
+    root = _dataset(tmp_path / "wb", rows)
+    ds = load_dataset(root, split="test")
+    assert ds.label_names == {"y": ["landbird", "waterbird"], "place": ["forest", "sea"]}
+    assert ds.columns["y"].tolist() == [1, 0] and ds.columns["place"].tolist() == [1, 0]
+    assert ds.describe()["label_names"]["y"] == ["landbird", "waterbird"]
+    # the classes' order decides the class index, not the sorted codes
+    assert targets(ds, "y", ["y", "place"], classes=["waterbird", "landbird"]).label.tolist() == [0, 1]
+    assert targets(ds, "y", classes=["landbird", "waterbird"]).label.tolist() == [1, 0]
+    with pytest.raises(EditclipError, match=r"'waterbird' \(row 2 of .*metadata.csv'\), which is not one of"):
+        targets(ds, "y", classes=["landbird", "seabird"])
+    with pytest.raises(EditclipError, match="holds names"):
+        targets(ds, "y")
+    with pytest.raises(EditclipError, match="no label or group column 'colour'"):
+        targets(ds, "y", ["y", "colour"], classes=["landbird", "waterbird"])
+    # integers written as floats stay integers; other numbers are named, never truncated
+    (root / "metadata.csv").write_text(HEADER + "0,img/0.png,1.0,2,0.5\n1,img/1.png,0.0,2,1.5\n")
+    ds = load_dataset(root)
+    assert ds.columns["y"].tolist() == [1, 0] and "y" not in ds.label_names
+    assert ds.label_names["place"] == ["0.5", "1.5"]
+
+
+def test_string_labels_run_end_to_end(tiny_files, tmp_path: Path, monkeypatch) -> None:
+    """A spec over a table whose labels are class names evaluates with the classes' indices."""
+    import csv
+    import shutil
+
+    from editclip.runner import run_spec
+    from editclip.spec import EditSpec
+
+    monkeypatch.chdir(tmp_path)
+    root = write_waterbirds(tmp_path / "wb", n_per_split=8)
+    with (root / "metadata.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    named = root.parent / "named"
+    named.mkdir()
+    shutil.copytree(root / "img", named / "img")  # (a linked folder would lead outside the root)
+    with (named / "metadata.csv").open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows({**r, "y": ["landbird", "waterbird"][int(r["y"])]} for r in rows)
+    spec = _run_spec(tiny_files, {"data": {"root": str(root), "split": "val"}}, {"root": str(root), "split": "test"})
+    numbers = run_spec(EditSpec.from_dict(spec), tmp_path / "a", cache_dir=tmp_path / "cache", log=lambda s: None)
+    spec["evaluate"]["data"]["root"] = str(named)
+    names = run_spec(EditSpec.from_dict(spec), tmp_path / "b", cache_dir=tmp_path / "cache", log=lambda s: None)
+    assert names.report["evaluation"]["metrics"] == numbers.report["evaluation"]["metrics"]
+    assert names.report["evaluation"]["data"]["label_names"]["y"] == ["landbird", "waterbird"]
+
+
+# ---------------------------------------------------------------------------------------------------
+# Images
+
+
+def _png_header(width: int, height: int) -> bytes:
+    """A small PNG whose header claims width x height pixels (its data is a few bytes, not that)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+
+
+def _bad_image(kind: str, path: Path) -> str:
+    """Make image `path` bad in one way; a fragment of the message it must give."""
+    from PIL import Image
+
+    if kind == "decompression bomb":
+        path.write_bytes(_png_header(20000, 20000))
+        return "claims 20000x20000 = 400000000 pixels, more than the limit of 89478485; raise the limit"
+    if kind == "zero-byte":
+        path.write_bytes(b"")
+        return "is an empty file (0 bytes)"
+    if kind == "missing":
+        path.unlink()
+        return "does not exist"
+    if kind == "not an image":
+        path.write_bytes(b"these bytes are not an image\n" * 10)
+        return "is not an image file PIL can read"
+    Image.new("RGB", (64, 64), (1, 2, 3)).save(path, format="PNG", compress_level=0)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2] if kind == "truncated" else data[:40] + b"\xff" * 200 + data[240:])
+    return "is truncated or corrupt" if kind == "truncated" else "corrupt"
+
+
+IMAGE_FAULTS = ["decompression bomb", "zero-byte", "missing", "not an image", "truncated", "corrupt"]
+
+
+@pytest.mark.parametrize("kind", IMAGE_FAULTS)
+def test_bad_images_name_the_file_and_row(kind: str, tmp_path: Path) -> None:
+    from editclip.data import load_dataset
+
+    root = _dataset(tmp_path / "wb", GOOD_ROWS)
+    fragment = _bad_image(kind, root / "img" / "1.png")
+    ds = load_dataset(root)
+    assert ds[0][0].size == (8, 8)
+    with pytest.raises(EditclipError) as info:
+        ds[1]
+    message = str(info.value)
+    assert message.startswith(f"image {str(root / 'img' / '1.png')!r} (row 3 of {str(root / 'metadata.csv')!r})")
+    assert fragment in message and "\n" not in message
+
+
+@pytest.mark.parametrize("kind", ["decompression bomb", "truncated", "missing"])
+def test_bad_images_through_decompose(kind: str, tiny_files, tmp_path: Path, capsys) -> None:
+    root = _dataset(tmp_path / "wb", GOOD_ROWS)
+    fragment = _bad_image(kind, root / "img" / "2.png")
+    assert cli.main(_decompose(tiny_files, root, tmp_path / "store", "--batch-size", "1")) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and f"(row 4 of {str(root / 'metadata.csv')!r})" in err and fragment in err, err
+
+
+def test_the_pixel_limit_can_be_raised(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from editclip.data import load_dataset
+    from editclip.images import MAX_PIXELS_ENV
+
+    start = time.perf_counter()
+    root = _dataset(tmp_path / "wb", GOOD_ROWS)
+    (root / "img" / "1.png").write_bytes(_png_header(20000, 20000))
+    with pytest.raises(EditclipError, match="more than the limit of 89478485"):
+        load_dataset(root)[1]
+    assert load_dataset(root, max_pixels=64)[0][0].size == (8, 8)  # 8x8 = 64 pixels: at the limit
+    with pytest.raises(EditclipError, match="claims 8x8 = 64 pixels, more than the limit of 63; raise"):
+        load_dataset(root, max_pixels=63)[0]
+    # raised (by argument or environment), the header passes and the fake data is found corrupt
+    with pytest.raises(EditclipError, match="truncated or corrupt"):
+        load_dataset(root, max_pixels=400_000_000)[1]
+    monkeypatch.setenv(MAX_PIXELS_ENV, "400000000")
+    with pytest.raises(EditclipError, match="truncated or corrupt"):
+        load_dataset(root)[1]
+    assert time.perf_counter() - start < 5  # nothing of the claimed size was decoded
+    monkeypatch.setenv(MAX_PIXELS_ENV, "lots")
+    with pytest.raises(EditclipError, match="EDITCLIP_MAX_IMAGE_PIXELS='lots' is not a positive integer"):
+        load_dataset(root)
+    monkeypatch.delenv(MAX_PIXELS_ENV)
+    from PIL import Image
+
+    assert Image.MAX_IMAGE_PIXELS == 89_478_485  # PIL's own limit is left as it was
+
+
+def test_max_image_pixels_flag(tiny_files, tmp_path: Path, capsys) -> None:
+    root = _dataset(tmp_path / "wb", GOOD_ROWS)
+    argv = _decompose(tiny_files, root, tmp_path / "store", "--max-image-pixels", "10")
+    assert cli.main(argv) == 2
+    assert "claims 8x8 = 64 pixels, more than the limit of 10" in capsys.readouterr().err

@@ -225,7 +225,7 @@ def test_group_names_from_the_spec_and_from_world_json(tiny_waterbirds: Path, tm
 def test_targets_refuse_non_integer_columns(tiny_waterbirds: Path) -> None:
     dataset = load_dataset(tiny_waterbirds, split="test")
     assert targets(dataset, "y", ["y", "place"]).train_group_counts == {(0, 0): 4, (1, 0): 4, (0, 1): 4, (1, 1): 4}
-    with pytest.raises(editclip.EditclipError, match="no integer column 'place_filename'"):
+    with pytest.raises(editclip.EditclipError, match="no label or group column 'place_filename'"):
         targets(dataset, "y", ["y", "place_filename"])
 
 

@@ -38,7 +38,7 @@ sys.exit(code)
 """
 
 _METADATA = "img_filename,y,split,place\n" + "".join(
-    f"{i}.png,{i % 2},{split},{i // 2 % 2}\n" for split in (1, 2) for i in range(4)
+    f"{split}_{i}.png,{i % 2},{split},{i // 2 % 2}\n" for split in (1, 2) for i in range(4)
 )
 _SPEC = """editclip: 1
 model: {toyworld: true}

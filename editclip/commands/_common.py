@@ -82,12 +82,16 @@ class _DeprecatedAlias(argparse.Action):
 
 
 def add_data_args(parser: argparse.ArgumentParser, prefix: str = "", required: bool = True) -> None:
-    """--data ROOT [--format] [--split] [--max-images]."""
+    """--data ROOT [--format] [--split] [--max-images] [--allow-outside-root] [--max-image-pixels]."""
     group = parser.add_argument_group("data")
     group.add_argument(f"--{prefix}data", required=required, help="Waterbirds root, CSV manifest or image folder")
     group.add_argument(f"--{prefix}format", default="auto", choices=FORMATS)
     group.add_argument(f"--{prefix}split", help="train, val, test (or 0, 1, 2) for metadata.csv datasets")
     group.add_argument(f"--{prefix}max-images", type=int, help="use only the first N images")
+    group.add_argument(f"--{prefix}allow-outside-root", action="store_true",
+                       help="allow image paths in the table that are absolute or lead outside its folder")
+    group.add_argument(f"--{prefix}max-image-pixels", type=int, metavar="N",
+                       help="refuse images larger than N pixels (default $EDITCLIP_MAX_IMAGE_PIXELS or 89478485)")
 
 
 def dataset_from_args(args: argparse.Namespace, prefix: str = "") -> ImageDataset:
@@ -100,6 +104,8 @@ def dataset_from_args(args: argparse.Namespace, prefix: str = "") -> ImageDatase
         format=getattr(args, f"{key}format"),
         split=getattr(args, f"{key}split"),
         max_images=getattr(args, f"{key}max_images"),
+        allow_outside_root=getattr(args, f"{key}allow_outside_root"),
+        max_pixels=getattr(args, f"{key}max_image_pixels"),
     )
 
 

@@ -71,6 +71,12 @@ class DataSpec(StrictModel):
         description="The split to use (Waterbirds: train, val, test or 0, 1, 2); all images when absent.",
     )
 
+    allow_outside_root: bool = Field(
+        False,
+        description="Allow image paths in the data's table that are absolute or lead outside its folder "
+        "(refused by default).",
+    )
+
     @property
     def resolved_format(self) -> str | None:
         """``format``, with ``auto`` resolved from what lies at ``root``."""
