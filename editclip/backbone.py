@@ -23,6 +23,7 @@ from torch import nn
 from . import families
 from ._sources import has_schema
 from ._sources import resolve as resolve_source
+from .checkpoints import check_readable, read_error
 from .errors import EditclipError, UnsupportedModelError
 from .families import open_clip_timm, open_clip_vit
 from .model_config import read_model_config
@@ -250,9 +251,17 @@ def load(
         raise EditclipError(f"unknown open_clip model {name!r}; known ones include {_some_models()}")
     check_config(open_clip.get_model_config(name), name)
     _warn_quickgelu_mismatch(name, pretrained)
+    local = pretrained is not None and Path(pretrained).suffix in CHECKPOINT_SUFFIXES
+    if local:
+        check_readable(pretrained)
     try:
         model = open_clip.create_model(name, pretrained=pretrained, device=device, precision=precision)
-    except RuntimeError as err:
+    except Exception as err:
+        clear = read_error(pretrained, err) if local else None
+        if clear is not None:
+            raise clear from None
+        if not isinstance(err, RuntimeError):
+            raise
         raise EditclipError(f"could not load {name!r} with pretrained={pretrained!r}: {err}") from err
     _check_supported(model, name)
     return _finish(model, _LazyTokenizer(name), name, pretrained, {"name": name, "pretrained": pretrained})
@@ -384,9 +393,7 @@ def _load_checkpoint(
 ) -> Backbone:
     import open_clip
 
-    path = Path(checkpoint)
-    if not path.is_file():
-        raise EditclipError(f"checkpoint {str(path)!r} does not exist")
+    path = check_readable(checkpoint)
     if path.suffix not in CHECKPOINT_SUFFIXES:
         raise EditclipError(f"checkpoint {str(path)!r}: unsupported file type; use one of {CHECKPOINT_SUFFIXES}")
     if config is not None:
@@ -429,7 +436,12 @@ def _build_from_config(
     if checkpoint is not None:
         try:
             open_clip.load_checkpoint(model, str(checkpoint), strict=True, weights_only=True)
-        except (RuntimeError, KeyError, ValueError) as err:
+        except Exception as err:
+            clear = read_error(checkpoint, err)
+            if clear is not None:
+                raise clear from None
+            if not isinstance(err, (RuntimeError, KeyError, ValueError)):
+                raise
             raise EditclipError(
                 f"checkpoint {str(checkpoint)!r} does not fit the config of {model_id!r}: {err}"
             ) from err

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import Tensor, nn
 
@@ -37,6 +37,7 @@ from . import _onnx, families
 from ._constants import PARITY_BATCH_SIZES
 from ._io import atomic_path, clean_stale_temporaries, temp_dir
 from .backbone import state_dict_fingerprint
+from .checkpoints import check_readable, read_error
 from .edited import EditedCLIP, EditTensors, ImageEncoder
 from .errors import EditclipError
 
@@ -138,11 +139,12 @@ def save_patched_checkpoint(
 
 def read_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
     """The string metadata of a safetensors file (empty when it has none)."""
+    check_readable(path, "file")
     try:
         with safe_open(str(path), framework="pt") as handle:
             return dict(handle.metadata() or {})
-    except (OSError, ValueError) as err:
-        raise EditclipError(f"{str(path)!r} is not a readable safetensors file: {err}") from err
+    except (OSError, ValueError, SafetensorError) as err:
+        raise EditclipError(f"{str(path)!r} is not a readable safetensors file (truncated or corrupt): {err}") from None
 
 
 def _read_safetensors(path: str | os.PathLike[str], fmt: str, what: str) -> tuple[dict[str, str], dict[str, Tensor]]:
@@ -151,8 +153,11 @@ def _read_safetensors(path: str | os.PathLike[str], fmt: str, what: str) -> tupl
     meta = read_metadata(path)
     if meta.get("format") != fmt:
         raise EditclipError(f"{str(path)!r} is not {what}; its format is {meta.get('format')!r}")
-    with safe_open(str(path), framework="pt") as handle:
-        tensors = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118 (safe_open is no dict)
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            tensors = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118 (safe_open is no dict)
+    except (OSError, SafetensorError) as err:
+        raise read_error(path, err, "edit artifact") or EditclipError(f"cannot read {str(path)!r}: {err}") from None
     return meta, tensors
 
 

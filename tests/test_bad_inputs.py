@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -514,3 +515,83 @@ def test_max_image_pixels_flag(tiny_files, tmp_path: Path, capsys) -> None:
     argv = _decompose(tiny_files, root, tmp_path / "store", "--max-image-pixels", "10")
     assert cli.main(argv) == 2
     assert "claims 8x8 = 64 pixels, more than the limit of 10" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------------
+# Checkpoints and edit artifacts
+
+
+class _Code:
+    """Something a pickle would run on load."""
+
+    def __reduce__(self) -> tuple[Any, tuple[()]]:
+        return (os.getcwd, ())
+
+
+def _bad_weights(kind: str, folder: Path, good: Path) -> tuple[Path, str]:
+    """A weights file broken in one way, and a fragment of the message it must give."""
+    import torch
+    from safetensors.torch import load_file
+
+    if kind == "unsafe pickle":
+        path = folder / "unsafe.pt"
+        torch.save({"state_dict": load_file(good), "extra": _Code()}, path)
+        return path, "is not loadable safely: it is a pickle holding Python objects"
+    suffix = ".pt" if kind.endswith(".pt") else ".safetensors"
+    path = folder / f"bad{suffix}"
+    data = good.read_bytes()
+    if suffix == ".pt":
+        torch.save(load_file(good), path)
+        data = path.read_bytes()
+    if kind.startswith("zero-byte"):
+        path.write_bytes(b"")
+        return path, "is an empty file (0 bytes)"
+    if kind.startswith("truncated"):
+        path.write_bytes(data[: len(data) // 2])
+        return path, "is truncated or corrupt"
+    path.write_bytes(b"\x00\x01garbage" * 50)
+    return path, "is truncated or corrupt"
+
+
+WEIGHT_FAULTS = ["truncated .safetensors", "zero-byte .safetensors", "garbage .safetensors", "truncated .pt",
+                 "zero-byte .pt", "garbage .pt", "unsafe pickle"]  # fmt: skip
+
+
+@pytest.mark.parametrize("kind", WEIGHT_FAULTS)
+def test_bad_checkpoints_are_one_line(
+    kind: str, tiny_files, tiny_waterbirds: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    good, config = tiny_files
+    path, fragment = _bad_weights(kind, tmp_path, good)
+    argv = ["decompose", "--checkpoint", str(path), "--model-config", str(config), "--data", str(tiny_waterbirds),
+            "--out", str(tmp_path / "store")]  # fmt: skip
+    err = cli_fails(argv, tmp_path, capsys, f"checkpoint {str(path)!r} {fragment}")
+    assert len(err.strip().splitlines()) == 1
+    assert "weights_only=False" not in err and "Re-running" not in err
+
+
+def test_unsafe_pickle_as_pretrained(tiny_files, tmp_path: Path) -> None:
+    import editclip
+
+    path, fragment = _bad_weights("unsafe pickle", tmp_path, tiny_files[0])
+    with pytest.raises(EditclipError, match=f"checkpoint '{path}' {fragment}") as info:
+        editclip.load("ViT-B-32", pretrained=str(path))
+    assert "weights_only=False" not in str(info.value) and "convert it to safetensors" in str(info.value)
+
+
+@pytest.mark.parametrize("kind", ["truncated .safetensors", "zero-byte .safetensors", "garbage .safetensors"])
+def test_bad_edit_artifacts_are_one_line(
+    kind: str, tiny_files, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import torch
+    from safetensors.torch import save_file
+
+    from editclip.export import read_edit
+
+    good = tmp_path / "edit.safetensors"
+    save_file({"w": torch.zeros(1000)}, str(good), metadata={"format": "editclip-edit"})
+    path, _ = _bad_weights(kind, tmp_path, good)
+    with pytest.raises(EditclipError, match=f"'{path}'.*(empty file|truncated or corrupt)"):
+        read_edit(path)
+    out = tmp_path / "m.onnx"
+    cli_fails(["export", "--edit", str(path), "--out", str(out)], tmp_path, capsys, str(path))
