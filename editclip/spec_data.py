@@ -30,12 +30,13 @@ def spec_dataset(data: DataSpec, max_images: int | None) -> ImageDataset:
 
 def check_calibration_overlap(spec: EditSpec, evaluation: ImageList | None = None) -> int:
     """The number of evaluation images that are also calibration images; raise when there are any and
-    the spec does not say ``calibration.transductive: true``. `evaluation` is indexed when not given."""
+    the spec does not say ``calibration.transductive: true``. `evaluation` is indexed when not given; the
+    calibration data is indexed in any case, so that its table's problems are found too."""
+    calibration = spec_index(spec.calibration.data, spec.calibration.max_images)
     if spec.evaluate is None:
         return 0
     if evaluation is None:
         evaluation = spec_index(spec.evaluate.data, spec.evaluate.max_images)
-    calibration = spec_index(spec.calibration.data, spec.calibration.max_images)
     shared = shared_images(evaluation, calibration)
     if shared and not spec.calibration.transductive:
         first = shared[0]

@@ -595,3 +595,13 @@ def test_bad_edit_artifacts_are_one_line(
         read_edit(path)
     out = tmp_path / "m.onnx"
     cli_fails(["export", "--edit", str(path), "--out", str(out)], tmp_path, capsys, str(path))
+
+
+def test_validate_reads_the_calibration_table_without_an_evaluation(tmp_path: Path, capsys, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    root = _dataset(tmp_path / "wb", [])
+    (root / "metadata.csv").write_bytes(HEADER.encode() + "0,img/0.png,0,1,caf\xe9\n".encode("latin-1"))
+    spec = {"editclip": 1, "model": {"toyworld": True}, "calibration": {"data": {"root": "wb", "split": "val"}},
+            "edits": [{"mean_ablate": ["L1.H1"]}]}  # fmt: skip
+    (tmp_path / "spec.yaml").write_text(json.dumps(spec))
+    cli_fails(["validate", "spec.yaml"], tmp_path, capsys, "metadata file 'wb/metadata.csv' is not UTF-8", "line 2")
