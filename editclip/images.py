@@ -31,8 +31,16 @@ def max_image_pixels(value: int | None = None) -> int:
     return value
 
 
-def open_image(path: Path, where: str, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS, mode: str = "RGB") -> Image.Image:
-    """The image at `path` converted to `mode`; `where` says where it was listed (``row 7 of metadata.csv``)."""
+def check_image(path: Path, where: str, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> None:
+    """Raise unless `path` is an image within the pixel limit whose file PIL can verify without decoding."""
+    open_image(path, where, max_pixels, mode=None)
+
+
+def open_image(
+    path: Path, where: str, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS, mode: str | None = "RGB"
+) -> Image.Image | None:
+    """The image at `path` converted to `mode` (None: only verified, nothing decoded, None returned);
+    `where` says where it was listed (``row 7 of metadata.csv``)."""
     what = f"image {str(path)!r} ({where})"
     try:
         size = path.stat().st_size
@@ -54,6 +62,9 @@ def open_image(path: Path, where: str, max_pixels: int = DEFAULT_MAX_IMAGE_PIXEL
                         f"{what} claims {width}x{height} = {width * height} pixels, more than the limit of "
                         f"{max_pixels}; {MAX_PIXELS_HINT}"
                     )
+                if mode is None:
+                    image.verify()
+                    return None
                 return image.convert(mode)
     except EditclipError:
         raise

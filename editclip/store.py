@@ -465,17 +465,14 @@ def _ours(path: Path) -> bool:
 
 def check_images_readable(dataset: ImageDataset) -> None:
     """Open every image's header (and verify what PIL can without decoding) before a store is created."""
-    from PIL import Image
+    from .images import check_image
 
     for i, path in enumerate(tqdm(dataset.paths, desc="check images", unit="img", disable=len(dataset) < 2000)):
+        where = dataset.sources[i] if dataset.sources else f"item {dataset.ids[i]}"
         try:
-            with Image.open(path) as image:
-                image.verify()
-        except Exception as err:  # PIL raises OSError, SyntaxError, ValueError, DecompressionBombError...
-            raise EditclipError(
-                f"image {str(path)!r} (item {dataset.ids[i]}, row {i}) cannot be read: {err}; fix or remove it "
-                "(nothing was written)"
-            ) from None
+            check_image(path, where, dataset.max_pixels)
+        except EditclipError as err:
+            raise EditclipError(f"{err} (nothing was written)") from None
 
 
 def _fill(

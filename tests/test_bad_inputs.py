@@ -480,6 +480,7 @@ def test_bad_images_through_decompose(kind: str, tiny_files, tmp_path: Path, cap
     assert cli.main(_decompose(tiny_files, root, tmp_path / "store", "--batch-size", "1")) == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err and f"(row 4 of {str(root / 'metadata.csv')!r})" in err and fragment in err, err
+    assert not (tmp_path / "store").exists()  # the images are checked before a store is created
 
 
 def test_the_pixel_limit_can_be_raised(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
