@@ -53,7 +53,7 @@ from tqdm.auto import tqdm
 from ._constants import VARIANTS
 from ._io import save_figure, write_json, write_text
 from .errors import EditclipError
-from .names import HeadRef
+from .names import HeadRef, PoolHeadRef
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -422,7 +422,18 @@ def store_heads(store: DecompositionStore, layers: Sequence[int]) -> tuple[Tenso
     return data.reshape(n, n_layers * n_heads, dim).transpose(0, 1), refs
 
 
-def head_report(result: TextSpanResult, heads: Sequence[HeadRef], **provenance: Any) -> dict[str, Any]:
+def store_pool_heads(store: DecompositionStore) -> tuple[Tensor, list[PoolHeadRef]]:
+    """The attention pool's heads of an official-convention store of a pooled tower: C [G, N, D] and the heads."""
+    if not store.has_field("pool_heads"):
+        raise EditclipError(
+            f"store {str(store.root)!r} has no pool heads (pool.H*); decompose an attention-pooled tower "
+            "(SigLIP) with --convention official"
+        )
+    data = store.read("pool_heads")  # [N, G, D]
+    return data.transpose(0, 1), [PoolHeadRef(g) for g in range(data.shape[1])]
+
+
+def head_report(result: TextSpanResult, heads: Sequence[HeadRef | PoolHeadRef], **provenance: Any) -> dict[str, Any]:
     """A JSON-ready report of a K-head TextSpan result: per head the texts in order, each with the
     variance it adds and the cumulative fraction explained, the total, the head's numerical rank and
     (official) the k it used; `provenance` is copied in."""

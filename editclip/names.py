@@ -1,8 +1,9 @@
 """One naming scheme for the parts of an image embedding, shared by specs, reports, stores and the API.
 
 Heads are ``L{layer}.H{head}`` (0-based, as in the paper: ``L21.H11``), MLPs ``L{layer}.mlp``, the
-ln_pre term ``embed``. Layer selections are ``L8``, ``L0-19``, ``last:4`` or ``all``, or several of
-those joined by commas.
+ln_pre term ``embed``. Attention-pooled towers (SigLIP) add the pool's MLP ``pool.mlp`` and, in the
+official convention, the pool's heads ``pool.H{head}``. Layer selections are ``L8``, ``L0-19``,
+``last:4`` or ``all``, or several of those joined by commas.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ _HEAD_RE = re.compile(r"^L([0-9]+)\.H([0-9]+)$")
 _MLP_RE = re.compile(r"^L([0-9]+)\.mlp$")
 _LAYER_RE = re.compile(r"^L([0-9]+)(?:-([0-9]+))?$")
 _LAST_RE = re.compile(r"^last:([0-9]+)$")
+_POOL_HEAD_RE = re.compile(r"^pool\.H([0-9]+)$")
+POOL_MLP = "pool.mlp"
 MAX_LAYERS = 10_000
 """No model has more layers; bounds layer indices when the model's layer count is not known."""
 MAX_HEADS = 10_000
@@ -32,6 +35,32 @@ class HeadRef:
 
     def __str__(self) -> str:
         return head_name(self.layer, self.head)
+
+
+@dataclass(frozen=True, order=True)
+class PoolHeadRef:
+    """One head of a tower's attention pool, 0-based."""
+
+    head: int
+
+    def __str__(self) -> str:
+        return pool_head_name(self.head)
+
+
+def pool_head_name(head: int) -> str:
+    """``pool.H{head}``."""
+    return f"pool.H{head}"
+
+
+def parse_pool_head(text: str, n_heads: int | None = None) -> PoolHeadRef:
+    """Parse ``pool.H3``; check it against the pool's head count when given."""
+    match = _POOL_HEAD_RE.match(str(text).strip())
+    if not match:
+        raise EditclipError(f"bad pool head name {text!r}: expected 'pool.H<head>', e.g. 'pool.H3' (0-based)")
+    ref = PoolHeadRef(int(match.group(1)))
+    if n_heads is not None and not 0 <= ref.head < n_heads:
+        raise EditclipError(f"pool head {ref}: head {ref.head} is out of range; this pool has heads 0..{n_heads - 1}")
+    return ref
 
 
 def head_name(layer: int, head: int) -> str:

@@ -88,3 +88,36 @@ def test_siglip_weights_target_and_run(
     assert (patched.encode_image(images) - siglip_bb.encode_image(images)).abs().max() > 1e-4
     # the patched checkpoint is a stock open_clip state dict of the same architecture
     assert set(compiled.patched_state_dict()) == set(siglip_bb.model.state_dict())
+
+
+def test_official_store_and_textspan_of_pool_heads(
+    siglip_files: tuple[Path, Path], siglip_bb: editclip.Backbone, tiny_waterbirds: Path, tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    from editclip import cli
+    from editclip.store import DecompositionStore
+
+    checkpoint, config = siglip_files
+    model = ["--checkpoint", str(checkpoint), "--model-config", str(config)]
+    store_dir = tmp_path / "official"
+    args = ["decompose", *model, "--data", str(tiny_waterbirds), "--split", "val", "--convention", "official",
+            "--out", str(store_dir), "--batch-size", "8"]  # fmt: skip
+    assert cli.main(args) == 0
+    store = DecompositionStore.open(store_dir)
+    d = store.load()
+    assert d.pool_heads.shape == (16, 4, 48) and d.heads.shape[1] == 0
+    torch.testing.assert_close(d.total(), store.read("embedding"), atol=1e-5, rtol=0)
+    out = tmp_path / "report"
+    assert cli.main(["textspan", "--decomposition", str(store_dir), "--layers", "pool", "--pool", "toyworld",
+                     "--m", "3", "--out", str(out)]) == 0  # fmt: skip
+    report = json.loads((out / "report.json").read_text())
+    assert [row["head"] for row in report["heads"]] == ["pool.H0", "pool.H1", "pool.H2", "pool.H3"]
+    # an exact-convention store has no pool heads: said in one line
+    exact_dir = tmp_path / "exact"
+    exact_args = ["decompose", *model, "--data", str(tiny_waterbirds), "--split", "val", "--out", str(exact_dir)]
+    assert cli.main(exact_args) == 0
+    capsys.readouterr()
+    code = cli.main(["textspan", "--decomposition", str(exact_dir), "--layers", "pool", "--pool", "toyworld",
+                     "--m", "3", "--out", str(tmp_path / "never")])  # fmt: skip
+    assert code == 2 and "has no pool heads" in capsys.readouterr().err
+    assert DecompositionStore.open(exact_dir).load().pool_mlp is not None

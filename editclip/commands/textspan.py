@@ -26,7 +26,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_store_arg(parser)
     parser.add_argument("--pool", default="general", help="description pool: general, toyworld, or a text file")
     parser.add_argument("--m", type=int, default=20, help="texts per head (default 20)")
-    parser.add_argument("--layers", default="last:4", help="layers: last:4, L8-11, all ... (default last:4)")
+    parser.add_argument("--layers", default="last:4",
+                        help="layers: last:4, L8-11, all ..., or 'pool' for the attention pool's heads pool.H* "
+                        "(an official-convention store of a SigLIP tower) (default last:4)")  # fmt: skip
     add_textspan_args(parser)
     parser.add_argument("--device", default="cpu", help="device for the text tower and TextSpan (default cpu)")
     parser.add_argument("--out", required=True, help="report folder")
@@ -67,13 +69,14 @@ def check_out(args: argparse.Namespace) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .._textspan import head_report, store_heads, textspan, write_head_report
+    from .._textspan import head_report, store_heads, store_pool_heads, textspan, write_head_report
     from ..store import backbone_for_store
     from ..text import encode_texts, load_pool
 
     out = check_out(args)
     store = open_store(args.decomposition)
-    layers = parse_layers(args.layers, store.meta["shape"]["layers"])
+    pool_heads = args.layers.strip() == "pool"
+    layers = [] if pool_heads else parse_layers(args.layers, store.meta["shape"]["layers"])
     pool = load_pool(args.pool)
     if not 1 <= args.m <= len(pool):
         raise EditclipError(f"--m {args.m} is out of range: pool {args.pool!r} has {len(pool)} texts")
@@ -82,11 +85,12 @@ def run(args: argparse.Namespace) -> int:
 
     bb = backbone_for_store(store, args.device)
     texts = encode_texts(bb, pool)
-    data, heads = store_heads(store, layers)
+    data, heads = store_pool_heads(store) if pool_heads else store_heads(store, layers)
     result = textspan(data, texts, m=args.m, variant=args.variant, k=args.k, texts=pool, strict_k=args.insist_k,
                       device=args.device, precision=args.precision, progress=True)  # fmt: skip
     report = head_report(result, heads, store=store.describe(), pool=args.pool, pool_size=len(pool),
-                         m=args.m, k=args.k if args.variant == "official" else None, layers=layers)  # fmt: skip
+                         m=args.m, k=args.k if args.variant == "official" else None,
+                         layers="pool" if pool_heads else layers)  # fmt: skip
     with staged_dir(out) as stage:
         paths = [out / p.name for p in write_head_report(report, stage)]
     for row in report["heads"]:
