@@ -19,9 +19,9 @@ from torch import Tensor, nn
 
 from ..errors import UnsupportedModelError
 from ..tower import Tower
-from . import hf_clip, open_clip_timm, open_clip_vit
+from . import hf_clip, hf_siglip, open_clip_timm, open_clip_vit
 
-FAMILIES: tuple[ModuleType, ...] = (open_clip_timm, open_clip_vit, hf_clip)  # first owner wins
+FAMILIES: tuple[ModuleType, ...] = (open_clip_timm, open_clip_vit, hf_clip, hf_siglip)  # first owner wins
 
 
 def family_of(model: nn.Module) -> ModuleType:

@@ -1,0 +1,158 @@
+"""Adapter for Hugging Face transformers SigLIP (``SiglipModel``, ``SiglipVisionModel``): attention-pooled.
+
+Names (under ``vision_model.`` for SiglipModel): ``embeddings.patch_embedding``,
+``embeddings.position_embedding.weight`` (no class token, no pre-norm), ``encoder.layers.{i}.{layer_norm1,
+self_attn.q_proj/k_proj/v_proj/out_proj, layer_norm2, mlp.fc1, mlp.fc2}``, ``post_layernorm`` and the
+pooling ``head.{probe, attention.in_proj_weight/in_proj_bias, attention.out_proj, layernorm, mlp.fc1,
+mlp.fc2}``. The embedding is the pool's output (``pooler_output`` / ``get_image_features``); there is
+no projection. SigLIP2 (``Siglip2Model``, variable-resolution patches) is a different model type.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from .._pool_params import hf_siglip_pooled_head, norm_of
+from ..errors import EditclipError, UnsupportedModelError
+from ..tower import Block, Tower
+
+NAME = "transformers-siglip"
+PREPROCESS_ATTR = "editclip_preprocess_cfg"  # where a loader records the image processor's settings
+_ACTS = {"quick_gelu": "quickgelu", "gelu": "gelu", "gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh"}
+_CLASSES = ("SiglipModel", "SiglipVisionModel")
+_LAYER_PARAMS = ("self_attn.q_proj.", "self_attn.k_proj.", "self_attn.v_proj.", "self_attn.out_proj.",
+                 "layer_norm1.", "layer_norm2.", "mlp.fc1.", "mlp.fc2.")  # fmt: skip
+
+
+def owns(model: nn.Module) -> bool:
+    return type(model).__module__.startswith("transformers.models.siglip.") and type(model).__name__ in _CLASSES
+
+
+def vision(model: nn.Module) -> nn.Module:
+    """The vision tower (a SiglipVisionModel / SiglipVisionTransformer with embeddings, encoder, head)."""
+    tower = getattr(model, "vision_model", model)
+    return getattr(tower, "vision_model", tower)  # transformers 4.x nests SiglipVisionTransformer once more
+
+
+def tower_module(model: nn.Module) -> nn.Module:
+    return vision(model)
+
+
+def _vision_config(model: nn.Module) -> Any:
+    config = model.config
+    return getattr(config, "vision_config", config)
+
+
+def check(model: nn.Module, model_id: str) -> None:
+    """Refuse variants the description cannot follow: no pooling head, other parameters, other scales."""
+    cfg = _vision_config(model)
+    if not getattr(cfg, "vision_use_head", True):
+        raise UnsupportedModelError(f"model {model_id!r}: the SigLIP vision tower has no pooling head")
+    if cfg.hidden_act not in _ACTS:
+        raise UnsupportedModelError(f"model {model_id!r}: MLP activation {cfg.hidden_act!r} is not supported")
+    for i, layer in enumerate(vision(model).encoder.layers):
+        unknown = [n for n, _ in layer.named_parameters() if not n.startswith(_LAYER_PARAMS)]
+        if unknown:
+            raise UnsupportedModelError(
+                f"model {model_id!r}: layer {i} has parameters editclip cannot place: {unknown}"
+            )
+        attn = layer.self_attn
+        if abs(float(attn.scale) - attn.head_dim**-0.5) > 1e-12:
+            raise UnsupportedModelError(f"model {model_id!r}: layer {i} scales attention by {attn.scale}")
+    hf_siglip_pooled_head(vision(model), model_id)
+
+
+def describe(model: nn.Module) -> Tower:
+    """The family-neutral description of an HF SigLIP image tower."""
+    cfg = _vision_config(model)
+    tower = vision(model)
+    prefix = next(name for name, module in model.named_modules() if module is tower)
+    prefix = prefix + "." if prefix else ""
+    p = dict(tower.named_parameters())
+    blocks = []
+    for i, layer in enumerate(tower.encoder.layers):
+        b = f"encoder.layers.{i}."
+        names = {"out_weight": "self_attn.out_proj.weight", "out_bias": "self_attn.out_proj.bias",
+                 "fc2_weight": "mlp.fc2.weight", "fc2_bias": "mlp.fc2.bias"}  # fmt: skip
+        blocks.append(
+            Block(
+                heads=cfg.num_attention_heads,
+                ln_1=norm_of(layer.layer_norm1, f"layer {i} layer_norm1"),
+                q_weight=p[b + "self_attn.q_proj.weight"],
+                q_bias=p.get(b + "self_attn.q_proj.bias"),
+                k_weight=p[b + "self_attn.k_proj.weight"],
+                k_bias=p.get(b + "self_attn.k_proj.bias"),
+                v_weight=p[b + "self_attn.v_proj.weight"],
+                v_bias=p.get(b + "self_attn.v_proj.bias"),
+                out_weight=p[b + "self_attn.out_proj.weight"],
+                out_bias=p.get(b + "self_attn.out_proj.bias"),
+                ln_2=norm_of(layer.layer_norm2, f"layer {i} layer_norm2"),
+                fc1_weight=p[b + "mlp.fc1.weight"],
+                fc1_bias=p.get(b + "mlp.fc1.bias"),
+                act=_ACTS.get(cfg.hidden_act, str(cfg.hidden_act)),
+                fc2_weight=p[b + "mlp.fc2.weight"],
+                fc2_bias=p.get(b + "mlp.fc2.bias"),
+                names={k: prefix + b + n for k, n in names.items() if (b + n) in p},
+            )
+        )
+    head = hf_siglip_pooled_head(tower, "model")
+    size = cfg.image_size
+    return Tower(
+        family=NAME,
+        module=tower,
+        image_size=tuple(size) if isinstance(size, (tuple, list)) else (size, size),
+        patch_weight=p["embeddings.patch_embedding.weight"],
+        patch_bias=p.get("embeddings.patch_embedding.bias"),
+        class_embedding=None,
+        pos_embedding=p["embeddings.position_embedding.weight"],
+        ln_pre=None,
+        blocks=blocks,
+        ln_post=head.norm,
+        proj=None,
+        pool="attn",
+        readout=head,
+    )
+
+
+def _features(out: Any) -> Tensor:
+    """transformers 5 returns a model output whose pooler_output is the feature; 4.x a tensor."""
+    return out if isinstance(out, Tensor) else out.pooler_output
+
+
+def encode_image(model: nn.Module, images: Tensor) -> Tensor:
+    """[N, D] ``get_image_features`` (SiglipModel) or the vision model's ``pooler_output``."""
+    if type(model).__name__ == "SiglipModel":
+        return _features(model.get_image_features(pixel_values=images))
+    return model(pixel_values=images).pooler_output
+
+
+def encode_text(model: nn.Module, tokens: Tensor) -> Tensor:
+    """[M, D] ``get_text_features`` of input ids padded to the model's length (as SigLIP was trained)."""
+    if type(model).__name__ != "SiglipModel":
+        raise EditclipError(f"{type(model).__name__} is an image tower only; text embeddings need a SiglipModel")
+    return _features(model.get_text_features(input_ids=tokens))
+
+
+def logit_scale(model: nn.Module) -> Tensor:
+    if not hasattr(model, "logit_scale"):
+        raise EditclipError(f"{type(model).__name__} is an image tower only; it has no logit scale")
+    return model.logit_scale
+
+
+def preprocess_cfg(model: nn.Module) -> dict[str, Any]:
+    """The image processor's settings as recorded by the loader, else SiglipImageProcessor's defaults
+    (resize to the model's size without cropping, mean = std = 0.5)."""
+    recorded = getattr(model, PREPROCESS_ATTR, None)
+    if recorded:
+        return dict(recorded)
+    size = _vision_config(model).image_size
+    return {"size": (size, size), "mode": "RGB", "mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5),
+            "interpolation": "bicubic", "resize_mode": "squash", "fill_color": 0}  # fmt: skip
+
+
+def device_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
+    weight = vision(model).embeddings.patch_embedding.weight
+    return weight.device, weight.dtype
