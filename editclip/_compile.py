@@ -41,7 +41,7 @@ from .baselines import embedding_projection
 from .data import ImageDataset
 from .edited import EditedCLIP, EditTensors
 from .errors import EditclipError
-from .names import parse_head, parse_mlp
+from .names import POOL_MLP, parse_head, parse_mlp
 from .spec import DataSpec, EditSpec, MeanAblate, Project
 from .spec.edits import EMBEDDING
 from .spec_data import spec_dataset
@@ -128,6 +128,8 @@ class CompiledEdit:
             key = next(k for k, v in bb.model.state_dict(keep_vars=True).items() if v is tower.proj)
             proj = state[key].float()
             state[key] = (proj - proj @ self.tensors.embedding_projector).to(state[key].dtype)
+        if bool(self.tensors.ablate_pool_mlp):
+            _patch_pool_mlp(state, tower, self.tensors.pool_mlp_mean)
         return state
 
     def patched_model(self) -> torch.nn.Module:
@@ -203,7 +205,7 @@ def compile_edit(
     dim = shape.embed_dim
     head_means = store.mean("heads")  # [L, H, D]
     ablate_heads, ablate_head_means, proj_heads, proj_linear, proj_offset = [], [], [], [], []
-    ablate_mlps, ablate_embed = [], False
+    ablate_mlps, ablate_embed, ablate_pool_mlp = [], False, False
     head_edits: dict[tuple[int, int], Tensor] = {}
     bases: dict[str, Any] = {}
     embedding_projector = torch.zeros(0, dim)
@@ -214,6 +216,13 @@ def compile_edit(
             bases[EMBEDDING] = {"texts": texts, "rank": round(float(embedding_projector.trace()))}
         elif part.part == "embed":
             ablate_embed = True
+        elif part.part == POOL_MLP:
+            if shape.pool != "attn":
+                raise EditclipError(
+                    f"{POOL_MLP}: model {bb.model_id!r} pools with {shape.pool!r}; only attention-pooled towers "
+                    "(SigLIP) have a pool MLP"
+                )
+            ablate_pool_mlp = True
         elif part.part.endswith(".mlp"):
             ablate_mlps.append(parse_mlp(part.part, shape.layers))
         else:
@@ -248,6 +257,8 @@ def compile_edit(
         ablate_embed=torch.tensor(ablate_embed),
         embed_mean=store.mean("embed"),
         embedding_projector=embedding_projector,
+        ablate_pool_mlp=torch.tensor(ablate_pool_mlp),
+        pool_mlp_mean=store.mean("pool_mlp") if ablate_pool_mlp else None,
     )
     provenance = {
         "calibration": store.meta["dataset"],
@@ -259,6 +270,19 @@ def compile_edit(
     if spec.target == "weights":
         compiled.raw_stats = raw_cls_means(bb, dataset, batch_size)
     return compiled
+
+
+def _patch_pool_mlp(state: dict[str, Tensor], tower: Tower, mean: Tensor) -> None:
+    """Make the attention pool's MLP output its calibration mean (exact: nothing reads it but the output)."""
+    head = tower.readout
+    w_key, b_key = head.names.get("fc2_weight"), head.names.get("fc2_bias")
+    if head.proj is not None or w_key is None or b_key is None:
+        raise EditclipError(
+            f"{POOL_MLP} in the weights target needs a pool without output projection whose fc2 keys the adapter "
+            "names; use the wrapper target"
+        )
+    state[w_key] = torch.zeros_like(state[w_key])
+    state[b_key] = mean.to(state[b_key])
 
 
 def _stack(items: list[Tensor], empty_shape: tuple[int, ...]) -> Tensor:

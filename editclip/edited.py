@@ -14,7 +14,7 @@ are untouched: that is what the ``weights`` target of :mod:`editclip._compile` c
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 
 import torch
 import torch.nn.functional as F
@@ -41,6 +41,12 @@ class EditTensors:
     ablate_embed: Tensor  # [] bool
     embed_mean: Tensor  # [D]
     embedding_projector: Tensor  # [D, D] P of z' = z - z P (applied last), or [0, D] for none
+    ablate_pool_mlp: Tensor = field(default_factory=lambda: torch.tensor(False))  # [] bool  (attention pools)
+    pool_mlp_mean: Tensor | None = None  # [D]  (zeros of the embed_mean's shape when not given)
+
+    def __post_init__(self) -> None:
+        if self.pool_mlp_mean is None:
+            self.pool_mlp_mean = torch.zeros_like(self.embed_mean)
 
     def __repr__(self) -> str:
         parts = [f"D={self.embed_mean.shape[-1]}"]
@@ -74,16 +80,20 @@ class EditTensors:
         tensors = dict(tensors)
         if "embedding_projector" not in tensors and "embed_mean" in tensors:  # artifacts from before the field
             tensors["embedding_projector"] = torch.zeros(0, tensors["embed_mean"].shape[0])
-        missing = [f.name for f in fields(cls) if f.name not in tensors]
+        optional = ("ablate_pool_mlp", "pool_mlp_mean")  # artifacts written before pooled towers lack them
+        missing = [f.name for f in fields(cls) if f.name not in tensors and f.name not in optional]
         if missing:
             raise EditclipError(f"edit tensors are missing {missing}")
-        return cls(**{f.name: tensors[f.name] for f in fields(cls)})
+        return cls(**{f.name: tensors[f.name] for f in fields(cls) if f.name in tensors})
 
-    def apply(self, z: Tensor, heads: Tensor, mlps: Tensor, biases: Tensor, embed: Tensor) -> Tensor:
+    def apply(
+        self, z: Tensor, heads: Tensor, mlps: Tensor, biases: Tensor, embed: Tensor, pool_mlp: Tensor | None = None
+    ) -> Tensor:
         """Edited embeddings from unedited ones and their exact-convention parts; the whole-embedding projection,
         when there is one, comes last.
 
-        z [N, D]; heads [N, L, H, D]; mlps [N, L, D]; biases [N, L, D]; embed [N, D].
+        z [N, D]; heads [N, L, H, D]; mlps [N, L, D]; biases [N, L, D]; embed [N, D]; pool_mlp [N, D] (the
+        attention pool's MLP part, needed when it is ablated).
         """
         flat = heads.flatten(1, 2)  # [N, L*H, D]
         delta = torch.zeros_like(z)
@@ -99,6 +109,10 @@ class EditTensors:
             delta = delta + (self.ablate_bias_means[None] - biases[:, self.ablate_biases]).sum(1)
         if bool(self.ablate_embed):
             delta = delta + (self.embed_mean[None] - embed)
+        if bool(self.ablate_pool_mlp):
+            if pool_mlp is None:
+                raise EditclipError("this edit ablates pool.mlp, but the model has no attention pool MLP part")
+            delta = delta + (self.pool_mlp_mean[None] - pool_mlp)
         z = z + delta
         if self.embedding_projector.numel():
             z = z - z @ self.embedding_projector
@@ -133,7 +147,7 @@ class EditedCLIP(nn.Module):
     def encode_image(self, image: Tensor, normalize: bool = False) -> Tensor:
         """[N, D] edited image embeddings (fp32)."""
         out = run(families.describe(self.model), image)
-        z = self.edits.apply(out.embedding, out.heads, out.mlps, out.attn_bias, out.embed)
+        z = self.edits.apply(out.embedding, out.heads, out.mlps, out.attn_bias, out.embed, out.pool_mlp)
         return F.normalize(z, dim=-1) if normalize else z
 
     def encode_text(self, text: Tensor, normalize: bool = False) -> Tensor:

@@ -169,7 +169,7 @@ def fast_embeddings(
     return torch.cat(pieces)
 
 
-_PART_DIMS = {"heads": 4, "mlps": 3, "biases": 3, "embed": 2}  # the fields apply() takes, with their ranks
+_PART_DIMS = {"heads": 4, "mlps": 3, "biases": 3, "embed": 2, "pool_mlp": 2}  # the fields apply() takes, with ranks
 
 
 def _fields_needed(edit: EditTensors | None) -> set[str]:
@@ -185,6 +185,8 @@ def _fields_needed(edit: EditTensors | None) -> set[str]:
         needed.add("biases")
     if bool(edit.ablate_embed):
         needed.add("embed")
+    if bool(edit.ablate_pool_mlp):
+        needed.add("pool_mlp")
     return needed
 
 

@@ -21,7 +21,7 @@ is one more part (``pool.mlp``); LayerNorm betas and the pool's biases make the 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -72,6 +72,7 @@ class PooledHead:
     norm_after_mean: bool = False
     proj: Tensor | None = None  # [W, D] row-vector output projection (open_clip), or None
     proj_bias: Tensor | None = None  # [D]
+    names: dict[str, str] = field(default_factory=dict)  # "fc2_weight"/"fc2_bias": the pool MLP's state-dict keys
 
     def __post_init__(self) -> None:
         if self.kind not in POOL_KINDS:

@@ -121,3 +121,29 @@ def test_official_store_and_textspan_of_pool_heads(
                      "--m", "3", "--out", str(tmp_path / "never")])  # fmt: skip
     assert code == 2 and "has no pool heads" in capsys.readouterr().err
     assert DecompositionStore.open(exact_dir).load().pool_mlp is not None
+
+
+def test_pool_mlp_mean_ablation_wrapper_and_weights(
+    siglip_files: tuple[Path, Path], tiny_waterbirds: Path, tmp_path: Path
+) -> None:
+    """pool.mlp: read by the output alone, so its weights-target ablation equals the direct one exactly."""
+    load_tiny(CASES["siglip"])
+    root = tmp_path / "noproj"
+    root.mkdir()
+    config = root / "siglip.json"
+    config.write_text(json.dumps(CASES["siglip"]))
+    bb = load_tiny(CASES["siglip"], seed=5)
+    checkpoint = root / "siglip.safetensors"
+    save_file({k: v.contiguous() for k, v in bb.model.state_dict().items()}, str(checkpoint))
+    spec = _spec((checkpoint, config), tiny_waterbirds, [{"mean_ablate": {"pool_mlp": True}}], target="weights")
+    assert spec.resolved_parts(2, 4)[0].part == "pool.mlp"
+    compiled = compile_edit(spec, bb, cache_dir=tmp_path / "cache", batch_size=8)
+    images = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(9))
+    d = editclip.decompose(bb, images)
+    direct = compiled.wrapper().encode_image(images)
+    assert (direct - (d.total() - d.pool_mlp + compiled.tensors.pool_mlp_mean)).abs().max() <= 1e-5
+    assert (direct - d.total()).abs().max() > 1e-3
+    assert (compiled.patched_model().encode_image(images) - direct).abs().max() <= 1e-5
+    # a CLS tower has no pool MLP
+    with pytest.raises(editclip.EditclipError, match="only attention-pooled towers"):
+        compile_edit(spec, load_tiny(CASES["vit-token"]), cache_dir=tmp_path / "cache2")

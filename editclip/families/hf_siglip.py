@@ -10,6 +10,7 @@ no projection. SigLIP2 (``Siglip2Model``, variable-resolution patches) is a diff
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -99,6 +100,8 @@ def describe(model: nn.Module) -> Tower:
             )
         )
     head = hf_siglip_pooled_head(tower, "model")
+    mlp = prefix + "head.mlp.fc2."
+    head = replace(head, names={"fc2_weight": mlp + "weight", "fc2_bias": mlp + "bias"})
     size = cfg.image_size
     return Tower(
         family=NAME,

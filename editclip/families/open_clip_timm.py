@@ -10,6 +10,7 @@ the values, but their SwiGLU MLPs and per-block norms are not written yet.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -145,6 +146,9 @@ def describe(model: nn.Module) -> Tower:
             )
         )
     pool, head = _pool(trunk, visual, "model")
+    if head is not None and head.kind == "attn":
+        mlp = prefix + "attn_pool.mlp.fc2."
+        head = replace(head, names={"fc2_weight": mlp + "weight", "fc2_bias": mlp + "bias"})
     if head is not None:
         ln_post, proj = head.norm, head.proj
     else:

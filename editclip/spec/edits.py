@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal, NamedTuple
 
 from pydantic import BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from ..names import HeadRef, head_name, layer_ranges, mlp_name, parse_layers
+from ..names import POOL_MLP, HeadRef, head_name, layer_ranges, mlp_name, parse_layers
 from .fields import HEAD_PATTERN, HeadName, LayerSelection, PositiveInt, StrictModel, Text
 
 POOL_DIR = Path(__file__).parent.parent / "pools"
@@ -43,6 +43,7 @@ class MeanAblate(StrictModel):
         None, description="Which parts of the selected layers: every attention head, the MLP, or both."
     )
     embed: bool = Field(False, description="Also ablate the embedding (ln_pre) term, as the paper's MLP ablation does.")
+    pool_mlp: bool = Field(False, description="Also ablate the attention pool's MLP (pool.mlp) of a SigLIP tower.")
 
     @field_validator("heads")
     @classmethod
@@ -55,8 +56,10 @@ class MeanAblate(StrictModel):
     def _something(self) -> MeanAblate:
         if self.layers is not None and self.parts is None:
             raise ValueError("layers needs parts: attention, mlp or both")
-        if not self.heads and self.parts is None and not self.embed:
-            raise ValueError("nothing to ablate: give heads, parts (with optional layers) or embed: true")
+        if not self.heads and self.parts is None and not self.embed and not self.pool_mlp:
+            raise ValueError(
+                "nothing to ablate: give heads, parts (with optional layers), embed: true or pool_mlp: true"
+            )
         return self
 
     def covers_head(self, ref: HeadRef, n_layers: int | None = None) -> bool | None:
@@ -78,6 +81,8 @@ class MeanAblate(StrictModel):
                     names.append(mlp_name(layer))
         if self.embed:
             names.append("embed")
+        if self.pool_mlp:
+            names.append(POOL_MLP)
         return list(dict.fromkeys(names))
 
     def describe(self) -> str:
@@ -90,6 +95,8 @@ class MeanAblate(StrictModel):
             what.append(f"{kind} of " + (f"layers {self.layers}" if self.layers else "all layers"))
         if self.embed:
             what.append("embed")
+        if self.pool_mlp:
+            what.append(POOL_MLP)
         return "mean_ablate " + "; ".join(what)
 
 
@@ -254,6 +261,6 @@ class Edit(StrictModel):
 class ResolvedPart(NamedTuple):
     """One part of the embedding with the action applied to it and the index of the edit that asks."""
 
-    part: str  # "L21.H1", "L3.mlp" or "embed"
+    part: str  # "L21.H1", "L3.mlp", "embed" or "pool.mlp"
     action: MeanAblate | Project
     edit: int
