@@ -39,6 +39,10 @@ class AttentionMaps:
 @torch.no_grad()
 def _forward(tower: Tower, images: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """One forward with explicit attention: (last-layer CLS attention [N, H, T], rollout [N, T, T], embedding)."""
+    if tower.pool != "cls":
+        raise EditclipError(
+            f"the attention baselines read the class token's attention; this tower pools with {tower.pool!r}"
+        )
     x = embed(tower, images)
     n, t, width = x.shape
     eye = torch.eye(t, device=x.device)

@@ -35,7 +35,7 @@ class Heatmaps:
 
     maps: Tensor  # [N, H_img, W_img]  upsampled bilinearly, min-max normalised to [0, 1]
     patch_scores: Tensor  # [N, gh, gw]  raw patch-token scores (exact convention, row-major grid)
-    cls_scores: Tensor  # [N]  score of the CLS token as a source
+    cls_scores: Tensor  # [N]  score of the CLS token as a source (zero for towers without one, e.g. SigLIP)
     target: Tensor | None = None  # [N] long  class whose direction was used (segmentation only)
     logits: Tensor | None = None  # [N, C]  cosine of each image embedding with each class (segmentation only)
 
@@ -234,11 +234,11 @@ def head_map(
 
 
 def _as_heatmaps(bb: Backbone, scores: Tensor, target: Tensor | None = None, logits: Tensor | None = None) -> Heatmaps:
-    patches = scores[:, 1:].reshape(scores.shape[0], *bb.shape.grid)
+    patches = scores[:, bb.shape.prefix_tokens :].reshape(scores.shape[0], *bb.shape.grid)
     return Heatmaps(
         maps=to_image(patches, bb.shape.image_size),
         patch_scores=patches,
-        cls_scores=scores[:, 0],
+        cls_scores=scores[:, 0] if bb.shape.prefix_tokens else scores.new_zeros(scores.shape[0]),
         target=target,
         logits=logits,
     )
@@ -269,6 +269,8 @@ def score_parts(
     directions = directions.to(out.embedding)
     unchosen = out.heads * (~mask).to(out.heads)[None, :, :, None]
     rest = out.embed + out.mlps.sum(1) + out.attn_bias.sum(1) + out.folded.b + unchosen.sum((1, 2))
+    if out.pool_mlp is not None:  # attention-pooled towers: the pool MLP is one more part
+        rest = rest + out.pool_mlp
     return ScoreParts(
         tokens=token_scores(out.token_sum, directions),
         rest=(rest * directions).sum(-1),

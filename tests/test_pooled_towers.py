@@ -137,3 +137,22 @@ def test_eva_and_other_timm_towers_are_refused_with_the_reason() -> None:
         editclip.backbone.check_config(timm_config("vit_base_patch16_siglip_224", "max"), "maxpool")
     with pytest.raises(UnsupportedModelError, match="not a timm VisionTransformer"):
         editclip.backbone.check_config(timm_config("convnext_tiny", "avg"), "convnext")
+
+
+@pytest.mark.parametrize("case", ["siglip", "siglip-gap", "open-clip-avg"])
+def test_heatmap_identity_on_pooled_towers(case: str) -> None:
+    """Per-token scores of the chosen heads plus the rest are the image's score (the heatmaps' identity)."""
+    from editclip.spatial import heatmaps, score_parts
+
+    bb = load_tiny(CASES[case])
+    images = _images()
+    direction = torch.randn(bb.shape.embed_dim, generator=torch.Generator().manual_seed(3))
+    parts = score_parts(bb, images, direction, layers="L1")
+    assert (parts.tokens.sum(-1) + parts.rest - parts.total).abs().max() <= 1e-4
+    maps = heatmaps(bb, images, torch.randn(2, bb.shape.embed_dim), progress=False)
+    assert maps.maps.shape == (3, 32, 32) and maps.patch_scores.shape == (3, 4, 4)
+    assert torch.isfinite(maps.maps).all() and maps.patch_scores.abs().max() > 0
+    from editclip.attention_maps import attention_maps
+
+    with pytest.raises(editclip.EditclipError, match="class token's attention"):
+        attention_maps(bb, images, progress=False)
