@@ -152,6 +152,7 @@ class Readout:
         read_vals = torch.einsum("nhsk,hkgj->nhsgj", values.float(), read) * src.permute(0, 1, 3, 2)[..., None]
         return torch.einsum("nhsgj,gjd->nhsd", read_vals, self.write)
 
+    @torch.no_grad()
     def official(self, tokens: bool = False) -> tuple[Tensor, Tensor | None, Tensor]:
         """The official SigLIP split: pool heads [N, G, D], per-token pool heads [N, G, T, D] (when
         ``tokens``), constant [D].

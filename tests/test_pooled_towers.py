@@ -118,6 +118,7 @@ def test_official_convention_sums_to_embedding() -> None:
     images = _images()
     d = editclip.decompose(bb, images, convention="official", token_layers=[0])
     assert d.heads.shape[1] == 0 and d.pool_heads.shape[1] == 4
+    assert not any(t.requires_grad for t in (d.pool_heads, d.pool_tokens, d.pool_mlp, d.const))
     assert (d.total() - bb.encode_image(images)).abs().max() <= TOL
     assert (d.pool_tokens.sum(2) - d.pool_heads).abs().max() <= TOL
     assert (d[1:].total() - d.total()[1:]).abs().max() == 0
@@ -156,3 +157,20 @@ def test_heatmap_identity_on_pooled_towers(case: str) -> None:
 
     with pytest.raises(editclip.EditclipError, match="class token's attention"):
         attention_maps(bb, images, progress=False)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["ViT-B-16-SigLIP", "ViT-B-32-SigLIP2-256"])
+def test_full_size_siglip_configs(name: str) -> None:
+    """open_clip's own SigLIP / SigLIP2 configs (random weights, norms and biases shifted): exact at full size."""
+    torch.manual_seed(0)
+    bb = editclip.load(name)
+    randomise_norms(bb.model)
+    assert bb.shape.pool == "attn" and bb.shape.prefix_tokens == 0 and bb.shape.layers == 12
+    images = torch.randn(2, 3, *bb.shape.image_size, generator=torch.Generator().manual_seed(0))
+    own = bb.encode_image(images)
+    d = editclip.decompose(bb, images, token_layers=[11])
+    assert (d.total() - own).abs().max() <= TOL
+    assert (d.tokens[11].sum(2) - d.heads[:, 11]).abs().max() <= TOL
+    official = editclip.decompose(bb, images, convention="official")
+    assert (official.total() - own).abs().max() <= TOL
