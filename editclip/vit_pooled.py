@@ -65,7 +65,7 @@ def run_pooled(
             [r.heads(a, b.out_weight, b.ls_1) for a, b in zip(attn_outs, tower.blocks, strict=True)], 1
         )
         out.mlps = torch.stack([r.field(m) for m in mlp_outs], 1)
-        out.attn_bias = torch.stack([_bias_part(r, b, width, x.device) for b in tower.blocks], 1)
+        out.attn_bias = torch.stack([_bias_part(r, b, x.device) for b in tower.blocks], 1)
         out.pool_mlp = r.pool_mlp
         out.const = r.const
     if token_reduce == "sum" and token_layers:
@@ -81,7 +81,8 @@ def run_pooled(
             out.tokens[layer] = r.head_tokens(probs, v, block.out_weight, block.ls_1)
 
 
-def _bias_part(r: Readout, block: Block, width: int, device: torch.device) -> Tensor:
+def _bias_part(r: Readout, block: Block, device: torch.device) -> Tensor:
+    """[N, D] the direct effect of a layer's out_proj bias (LayerScale applied), added at every token."""
     if block.out_bias is None:
         return torch.zeros(r.embedding.shape, device=device)
     bias = block.out_bias.float() * (block.ls_1.float() if block.ls_1 is not None else 1.0)
