@@ -43,7 +43,9 @@ class MeanAblate(StrictModel):
         None, description="Which parts of the selected layers: every attention head, the MLP, or both."
     )
     embed: bool = Field(False, description="Also ablate the embedding (ln_pre) term, as the paper's MLP ablation does.")
-    pool_mlp: bool = Field(False, description="Also ablate the attention pool's MLP (pool.mlp) of a SigLIP tower.")
+    pool_mlp: bool | None = Field(
+        None, description="Also ablate the attention pool's MLP (pool.mlp) of an attention-pooled (SigLIP) tower."
+    )
 
     @field_validator("heads")
     @classmethod
