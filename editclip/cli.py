@@ -22,6 +22,7 @@ EXPECTED_OS_ERRORS = frozenset({
 # sets ``func`` (called with the parsed namespace, returns an exit code or None).
 COMMAND_MODULES: tuple[str, ...] = (
     "decompose",
+    "stats",
     "bench",
     "spec",
     "specs",

@@ -131,17 +131,7 @@ class DecompositionStore:
 
     def check_backbone(self, bb: Backbone, what: str = "store") -> None:
         """Raise unless ``bb`` has the weights and the preprocessing this store was made with."""
-        if self.meta.get("fingerprint") != bb.fingerprint:
-            raise EditclipError(
-                f"{what} {str(self.root)!r} was made with other weights ({self.meta.get('fingerprint')}, "
-                f"not {bb.fingerprint})"
-            )
-        if self.meta.get("preprocessing") != bb.preprocessing:
-            raise EditclipError(
-                f"{what} {str(self.root)!r} was made with other preprocessing: "
-                f"{describe_preprocessing(self.meta.get('preprocessing'))}; the model given preprocesses with "
-                f"{describe_preprocessing(bb.preprocessing)}"
-            )
+        check_backbone_meta(self.meta, str(self.root), bb, what)
 
     def remove_if_empty(self) -> bool:
         """Remove the store's files if it has no finished chunk (a run that failed before its first one)."""
@@ -329,6 +319,17 @@ def _both(key: str, old: dict[str, Any], new: dict[str, Any]) -> str:
     if key != "preprocessing":
         return ""
     return f": the store has {describe_preprocessing(old.get(key))}, this run {describe_preprocessing(new.get(key))}"
+
+
+def check_backbone_meta(meta: dict[str, Any], where: str, bb: Backbone, what: str) -> None:
+    """Raise unless ``bb`` has the weights fingerprint and the preprocessing recorded in ``meta``."""
+    if meta.get("fingerprint") != bb.fingerprint:
+        raise EditclipError(f"{what} {where!r} was made with other weights ({meta.get('fingerprint')}, not {bb.fingerprint})")
+    if meta.get("preprocessing") != bb.preprocessing:
+        raise EditclipError(
+            f"{what} {where!r} was made with other preprocessing: {describe_preprocessing(meta.get('preprocessing'))}; "
+            f"the model given preprocesses with {describe_preprocessing(bb.preprocessing)}"
+        )
 
 
 def model_source(bb: Backbone) -> dict[str, Any]:
