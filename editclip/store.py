@@ -324,7 +324,9 @@ def _both(key: str, old: dict[str, Any], new: dict[str, Any]) -> str:
 def check_backbone_meta(meta: dict[str, Any], where: str, bb: Backbone, what: str) -> None:
     """Raise unless ``bb`` has the weights fingerprint and the preprocessing recorded in ``meta``."""
     if meta.get("fingerprint") != bb.fingerprint:
-        raise EditclipError(f"{what} {where!r} was made with other weights ({meta.get('fingerprint')}, not {bb.fingerprint})")
+        raise EditclipError(
+            f"{what} {where!r} was made with other weights ({meta.get('fingerprint')}, not {bb.fingerprint})"
+        )
     if meta.get("preprocessing") != bb.preprocessing:
         raise EditclipError(
             f"{what} {where!r} was made with other preprocessing: {describe_preprocessing(meta.get('preprocessing'))}; "
