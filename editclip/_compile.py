@@ -1,7 +1,9 @@
 """Compile an edit spec into an edited model: the spec's edits + calibration statistics -> CompiledEdit.
 
 Statistics (part means, TextSpan bases) come from a decomposition of the calibration images in the
-``exact`` convention, cached as a decomposition store keyed by the weights fingerprint and the images.
+``exact`` convention, cached as a decomposition store keyed by the weights fingerprint and the images,
+or from a statistics file of those images (``calibration.stats``, :mod:`editclip.stats`), which serves
+the means (mean-ablation, projection offsets) without a per-image store.
 
 Two targets:
 
@@ -45,6 +47,7 @@ from .names import POOL_MLP, parse_head, parse_mlp
 from .spec import DataSpec, EditSpec, MeanAblate, Project
 from .spec.edits import EMBEDDING
 from .spec_data import spec_dataset
+from .stats import PartStats
 from .store import DecompositionStore, decompose_dataset, model_source
 from .text import cache_root, encode_texts, load_pool
 from .tower import Tower
@@ -185,18 +188,22 @@ def calibration_store(
 def compile_edit(
     spec: EditSpec,
     bb: Backbone,
-    store: DecompositionStore | None = None,
+    store: DecompositionStore | PartStats | None = None,
     *,
     cache_dir: str | Path | None = None,
     batch_size: int = 32,
 ) -> CompiledEdit:
-    """Compile ``spec`` for the model ``bb``; the calibration statistics come from ``store`` when given."""
+    """Compile ``spec`` for the model ``bb``; the calibration statistics come from ``store`` (a decomposition store
+    or a :class:`~editclip.stats.PartStats`) when given, else from ``calibration.stats``, else a cached store."""
     shape = bb.shape
     parts = spec.resolved_parts(shape.layers, shape.heads)
     dataset = calibration_dataset(spec.calibration.data, spec.calibration.max_images)
+    if store is None and spec.calibration.stats is not None:
+        store = PartStats.load(spec.calibration.stats)
+        _check_stats_images(store, dataset)
     if store is None:
         store = calibration_store(bb, dataset, cache_dir, batch_size)
-    store.check_backbone(bb, "calibration store")
+    store.check_backbone(bb, "calibration statistics" if isinstance(store, PartStats) else "calibration store")
     if store.convention != "exact":
         raise EditclipError(
             f"calibration store {str(store.root)!r} uses the {store.convention!r} convention; edits need 'exact'"
@@ -263,7 +270,7 @@ def compile_edit(
     provenance = {
         "calibration": store.meta["dataset"],
         "calibration_count": store.count,
-        "store": str(store.root),
+        ("stats" if isinstance(store, PartStats) else "store"): str(store.root),
         "bases": bases,
     }
     compiled = CompiledEdit(tensors, spec, bb, provenance, bb.fingerprint, head_edits=head_edits)
@@ -285,11 +292,24 @@ def _patch_pool_mlp(state: dict[str, Tensor], tower: Tower, mean: Tensor) -> Non
     state[b_key] = mean.to(state[b_key])
 
 
+def _check_stats_images(stats: PartStats, dataset: ImageDataset) -> None:
+    """Refuse statistics of other images than the spec's calibration data."""
+    if stats.meta.get("ids") != dataset.ids:
+        made = stats.meta.get("dataset", {})
+        raise EditclipError(
+            f"calibration.stats {str(stats.root)!r} holds {stats.count} images of {made.get('name')!r} "
+            f"(split {made.get('split')}); the spec's calibration data is {len(dataset)} images of {dataset.name!r} "
+            f"(split {dataset.split}): make the statistics of those images with `editclip stats`"
+        )
+
+
 def _stack(items: list[Tensor], empty_shape: tuple[int, ...]) -> Tensor:
     return torch.stack(items).float() if items else torch.zeros(empty_shape)
 
 
-def _basis(bb: Backbone, store: DecompositionStore, action: Project, layer: int, head: int) -> tuple[Tensor, dict]:
+def _basis(
+    bb: Backbone, store: DecompositionStore | PartStats, action: Project, layer: int, head: int
+) -> tuple[Tensor, dict]:
     """An orthonormal [m, D] basis for a projection, with a description of where it came from."""
     source = action.basis
     if source.texts is not None:
@@ -298,6 +318,11 @@ def _basis(bb: Backbone, store: DecompositionStore, action: Project, layer: int,
         keep = r.diagonal().abs() > 1e-6
         return q.t()[keep].float(), {"texts": list(source.texts)}
     ts = source.textspan
+    if isinstance(store, PartStats):
+        raise EditclipError(
+            f"a TextSpan basis (L{layer}.H{head}) needs the calibration heads per image: compile it with a "
+            "decomposition store, not statistics (calibration.stats)"
+        )
     pool = load_pool(ts.pool)
     if ts.m > len(pool):
         raise EditclipError(f"TextSpan m={ts.m} is more than the {len(pool)} texts of pool {ts.pool!r}")

@@ -167,3 +167,46 @@ def test_torchrun_two_processes_equal_one(tiny_files, tiny_waterbirds: Path, tmp
     assert both.count == one.count == 16 and not list(tmp_path.glob("*.partial-*"))
     for name, value in one.tensors.items():
         _close(both.tensors[name], value)
+
+
+def _spec(tiny_files, root: Path, split: str, edits=None, **calibration) -> editclip.EditSpec:
+    spec = {
+        "editclip": 1,
+        "model": {"checkpoint": str(tiny_files[0]), "config": str(tiny_files[1])},
+        "calibration": {"data": {"root": str(root), "split": split}, **calibration},
+        "edits": [{"mean_ablate": {"heads": ["L3.H2"], "layers": "L1", "parts": "attention", "embed": True}},
+                  {"mean_ablate": {"layers": "L2", "parts": "mlp"}},
+                  {"project": {"head": "L0.H1", "away_from": {"texts": ["red", "blue"]}}}],
+    }  # fmt: skip
+    return editclip.EditSpec.from_dict({**spec, "edits": edits or spec["edits"]})
+
+
+def test_compile_from_statistics_equals_compile_from_a_store(tiny_files, tiny_bb, tiny_waterbirds, tmp_path) -> None:
+    ds = load_dataset(tiny_waterbirds, split="val")
+    accumulate_stats(tiny_bb, ds, tmp_path / "val.safetensors", layers=[3], batch_size=5)
+    store = decompose_dataset(tiny_bb, ds, tmp_path / "store", batch_size=4)
+    from_store = editclip.compile(_spec(tiny_files, tiny_waterbirds, "val"), tiny_bb, store)
+    spec = _spec(tiny_files, tiny_waterbirds, "val", stats=str(tmp_path / "val.safetensors"))
+    from_stats = editclip.compile(spec, tiny_bb, cache_dir=tmp_path / "never")
+    assert not (tmp_path / "never").exists()  # no per-image store was made
+    assert from_stats.provenance["stats"] == str(tmp_path / "val.safetensors")
+    assert from_stats.tensors.ablate_biases.tolist() == [1]
+    for name, value in vars(from_store.tensors).items():
+        if value.dtype.is_floating_point:
+            _close(getattr(from_stats.tensors, name), value)
+        else:
+            assert torch.equal(getattr(from_stats.tensors, name), value)
+    with pytest.raises(editclip.EditclipError, match="holds 16 images of 'waterbirds' \\(split val\\); the spec's"):
+        editclip.compile(_spec(tiny_files, tiny_waterbirds, "test", stats=spec.calibration.stats), tiny_bb)
+
+
+def test_statistics_of_other_weights_or_for_textspan_are_refused(tiny_files, tiny_bb, other_bb, tiny_waterbirds,
+                                                                 tmp_path) -> None:  # fmt: skip
+    ds = load_dataset(tiny_waterbirds, split="val")
+    other = accumulate_stats(other_bb, ds, tmp_path / "other.safetensors", batch_size=8)
+    with pytest.raises(editclip.EditclipError, match=r"calibration statistics .* was made with other weights"):
+        editclip.compile(_spec(tiny_files, tiny_waterbirds, "val"), tiny_bb, other)
+    mine = accumulate_stats(tiny_bb, ds, tmp_path / "mine.safetensors", batch_size=8)
+    textspan = {"project": {"head": "L3.H0", "onto": {"textspan": {"pool": "general", "m": 2}}}}
+    with pytest.raises(editclip.EditclipError, match=r"a TextSpan basis \(L3.H0\) needs the calibration heads"):
+        editclip.compile(_spec(tiny_files, tiny_waterbirds, "val", edits=[textspan]), tiny_bb, mine)

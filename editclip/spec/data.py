@@ -120,3 +120,8 @@ class CalibrationSpec(StrictModel):
         description="Allow calibration images that are also evaluated (the official code's protocol); "
         "refused by default, and recorded in the report when allowed.",
     )
+    stats: ExistingPath | None = Field(
+        None,
+        description="A statistics file of these images (`editclip stats`): mean-ablation reads its means "
+        "instead of a per-image decomposition store.",
+    )
