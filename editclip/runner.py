@@ -39,6 +39,7 @@ from .evaluate import GroupReport, format_table, plot_groups, predict, zero_shot
 from .evaluation_paths import Targets, compare, exact_embeddings, fast_embeddings, targets
 from .spec import EditSpec, ModelSpec
 from .spec_data import check_calibration_overlap, spec_dataset
+from .stats import PartStats
 from .store import DecompositionStore, model_source
 from .text import encode_texts
 from .uncertainty import RESAMPLES, SEED, format_interval, group_intervals, small_group_warnings
@@ -283,7 +284,8 @@ def _controls(
     """Random-head controls of the (direct-effect) edit on the evaluation store."""
     ev = result.report["evaluation"]
     evaluation = DecompositionStore.open(ev["store"])
-    calibration = DecompositionStore.open(compiled.provenance["store"])
+    given = compiled.provenance
+    calibration = PartStats.load(given["stats"]) if "stats" in given else DecompositionStore.open(given["store"])
     classifier = zero_shot_classifier(compiled.backbone, ev["classes"], compiled.spec.evaluate.templates)
     result.controls = random_head_controls(evaluation, calibration, compiled.tensors, classifier, tg, settings)
     ev["controls"] = result.controls.as_dict()

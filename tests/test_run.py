@@ -336,3 +336,25 @@ def test_spec_controls_and_group_names_reach_the_report(base: dict, tmp_path: Pa
         _spec(base, evaluate={**base["evaluate"], "group_names": {"colour": ["red"]}})
     with pytest.raises(editclip.EditclipError, match="random_heads"):
         _spec(base, evaluate={**base["evaluate"], "controls": {"random_heads": 0}})
+
+
+def test_a_run_from_calibration_statistics_equals_the_store_based_run(
+    base: dict, tiny_bb: editclip.Backbone, tiny_waterbirds: Path, tmp_path: Path
+) -> None:
+    from editclip.stats import accumulate_stats
+
+    stats = tmp_path / "val-stats.safetensors"
+    accumulate_stats(tiny_bb, load_dataset(tiny_waterbirds, split="val"), stats, layers=[3], batch_size=8)
+    evaluate = {**base["evaluate"], "controls": {"random_heads": 3, "seed": 1, "layers": "all"}}
+    calibration = {**base["calibration"], "stats": str(stats)}
+    runs = []
+    for name, extra in (("store", {}), ("stats", {"calibration": calibration})):
+        spec = _spec(base, evaluate=evaluate, **extra)
+        runs.append(run_spec(spec, tmp_path / name, cache_dir=tmp_path / "cache", exact_check=False, log=print))
+    by_store, by_stats = (r.report["evaluation"] for r in runs)
+    assert runs[1].report["calibration"]["stats"] == str(stats)
+    for name, metrics in by_store["metrics"].items():
+        for key, value in metrics.items():
+            if isinstance(value, float):
+                assert by_stats["metrics"][name][key] == pytest.approx(value, rel=1e-6, abs=1e-9)
+    assert by_stats["controls"]["metrics"] == by_store["controls"]["metrics"]
