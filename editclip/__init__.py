@@ -12,7 +12,8 @@ Naming heads
 Editing
     EditSpec, shipped_specs, shipped_spec, compile, CompiledEdit, EditedCLIP, EditTensors, run_spec, RunResult
 Evaluation
-    zero_shot_classifier, group_metrics, group_intervals, random_head_controls, ControlSettings, sweep_k
+    zero_shot_classifier, resolve_classes, group_metrics, group_intervals, random_head_controls, ControlSettings,
+    sweep_k
 Export
     save_edit, load_edit, export_onnx, OnnxImageEncoder
 Errors
@@ -51,6 +52,7 @@ _EXPORTS = {
     "RunResult": (".runner", "RunResult"),
     "zero_shot_classifier": (".evaluate", "zero_shot_classifier"),
     "group_metrics": (".evaluate", "group_metrics"),
+    "resolve_classes": (".classnames", "resolve_classes"),
     "group_intervals": (".uncertainty", "group_intervals"),
     "random_head_controls": (".controls", "random_head_controls"),
     "ControlSettings": (".controls", "ControlSettings"),
@@ -67,8 +69,8 @@ __all__ = [
     "Backbone", "CompiledEdit", "ControlSettings", "Decomposition", "DecompositionStore", "EditSpec", "EditTensors",
     "EditclipError", "EditedCLIP", "OnnxImageEncoder", "RunResult", "TextSpanResult", "UnsupportedModelError",
     "VitShape", "__version__", "compile", "decompose", "encode_texts", "export_onnx", "group_intervals",
-    "group_metrics", "load", "load_edit", "random_head_controls", "run_spec", "save_edit", "shipped_spec",
-    "shipped_specs", "sweep_k", "textspan", "toyworld", "zero_shot_classifier",
+    "group_metrics", "load", "load_edit", "random_head_controls", "resolve_classes", "run_spec", "save_edit",
+    "shipped_spec", "shipped_specs", "sweep_k", "textspan", "toyworld", "zero_shot_classifier",
 ]  # fmt: skip
 
 if TYPE_CHECKING:
@@ -78,6 +80,7 @@ if TYPE_CHECKING:
     from ._decompose import Decomposition, decompose
     from ._textspan import TextSpanResult, textspan
     from .backbone import Backbone, VitShape, load
+    from .classnames import resolve_classes
     from .controls import ControlSettings, random_head_controls
     from .edited import EditedCLIP, EditTensors
     from .errors import EditclipError, UnsupportedModelError

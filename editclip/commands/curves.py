@@ -21,7 +21,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_store_arg(parser)
     parser.add_argument("--calibration", help="store whose means and TextSpan bases are used (default: the same)")
     parser.add_argument("--classes", required=True,
-                        help="class names, comma-separated, or a file with one per line (index = label)")  # fmt: skip
+                        help="class names, comma-separated, a file with one per line (index = label), or a class "
+                        "source: imagenet, imagefolder:PATH, cub:PATH")  # fmt: skip
     parser.add_argument("--label-column", default="y", help="store column with each image's class index")
     parser.add_argument("--templates", nargs="+", default=["openai_imagenet"],
                         help="a template set (openai_imagenet, simple_imagenet) or templates with '{}'")  # fmt: skip
@@ -39,6 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
+    from ..classnames import is_class_source, resolve_classes
     from ..curves import ablation_curve, check_calibration, plot_curves, textspan_curve
     from ..store import backbone_for_store
     from ..text import encode_texts, load_pool, read_lines
@@ -48,9 +50,15 @@ def run(args: argparse.Namespace) -> int:
     calibration = open_store(args.calibration) if args.calibration else store
     check_calibration(store, calibration)
     labels = torch.from_numpy(store.column(args.label_column))
-    classes = read_lines(args.classes, "class list") if Path(args.classes).is_file() else _split(args.classes)
+    if is_class_source(args.classes):
+        classes = resolve_classes(args.classes)
+    elif Path(args.classes).is_file():
+        classes = read_lines(args.classes, "class list")
+    else:
+        classes = _split(args.classes)
     if len(classes) < 2:
-        raise EditclipError(f"--classes needs at least two classes; got {classes}")
+        raise EditclipError(f"--classes needs at least two classes or a class source (imagenet, imagefolder:PATH, "
+                            f"cub:PATH); got {classes}")  # fmt: skip
     if labels.min() < 0 or labels.max() >= len(classes):
         raise EditclipError(f"column {args.label_column!r} has labels {int(labels.min())}..{int(labels.max())} "
                             f"but {len(classes)} classes were given")  # fmt: skip

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from .._constants import TEMPLATE_SETS
 from .._io import prepare_output, save_figure, staged_dir, write_json
+from ..classnames import classes_from_values, resolve_classes
 from ..errors import EditclipError
 from ..names import parse_head
 from ._common import add_model_args, add_overwrite_arg, backbone_from_args
@@ -33,7 +34,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     add_model_args(p)
     p.add_argument("--image", nargs="+", required=True, help="image files")
-    p.add_argument("--classes", nargs="+", required=True, help="candidate class names (at least two)")
+    p.add_argument("--classes", nargs="+", required=True,
+                   help="candidate class names (at least two), or one class source: imagenet, imagefolder:PATH, "
+                   "cub:PATH")  # fmt: skip
     _add_map_args(p)
     p.add_argument("--heads", nargs="+", help="only these heads, e.g. L11.H3 L10.H0 (default: all in --layers)")
     p.set_defaults(func=run_segment)
@@ -65,7 +68,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-images", type=int, help="use only the first N images")
     p.add_argument(
         "--classes", nargs="+",
-        help="candidate classes (default: the toy world's 8 shapes, world.json's classes, or ImageNet's 1,000)",
+        help="candidate classes, or one class source: imagenet, imagefolder:PATH, cub:PATH (default: the toy "
+        "world's 8 shapes, world.json's classes, or ImageNet's 1,000)",
     )  # fmt: skip
     _add_map_args(p, default_templates="the toy world's zero-shot templates, or openai_imagenet for ImageNet")
     p.add_argument("--batch-size", type=int, default=16)
@@ -152,7 +156,8 @@ def run_segment(args: argparse.Namespace) -> int:
     files = _check_images(args.image)
     bb = backbone_from_args(args)
     head_mask(bb, args.layers, args.heads)  # reject a bad selection before any work
-    class_emb = class_embeddings(bb, args.classes, _templates(args.templates))
+    classes = classes_from_values(args.classes)
+    class_emb = class_embeddings(bb, classes, _templates(args.templates))
     images, display = _read_images(bb, files)
     result = heatmaps(bb, images, class_emb, layers=args.layers, heads=args.heads)
     names = _out_names(files)
@@ -160,10 +165,10 @@ def run_segment(args: argparse.Namespace) -> int:
     with staged_dir(out) as stage:
         for i, path in enumerate(files):
             target = int(result.target[i])
-            cosines = {c: round(float(v), 5) for c, v in zip(args.classes, result.logits[i], strict=True)}
-            title = f"{args.classes[target]} (cos {cosines[args.classes[target]]:.3f}), layers {args.layers}"
+            cosines = {c: round(float(v), 5) for c, v in zip(classes, result.logits[i], strict=True)}
+            title = f"{classes[target]} (cos {cosines[classes[target]]:.3f}), layers {args.layers}"
             save_figure(_overlay_figure(display[i], result.maps[i], title), stage / names[i])
-            records.append({"image": str(path), "png": names[i], "class": args.classes[target], "cosines": cosines})
+            records.append({"image": str(path), "png": names[i], "class": classes[target], "cosines": cosines})
         write_json(stage / "segment.json", {"model": bb.model_id, "layers": args.layers, "heads": args.heads,
                                             "templates": args.templates, "images": records})  # fmt: skip
     print(f"{out}: {len(files)} heatmaps ({bb.model_id}, layers {args.layers})")
@@ -243,12 +248,10 @@ def run_eval(args: argparse.Namespace) -> int:
         raise EditclipError("--batch-size and --max-images must be >= 1 and --examples >= 0")
     out = prepare_output(args.out, args.overwrite, "dir")
     ds, data_classes, kind = _open_data(args.data, args.split)
-    classes = args.classes or data_classes
+    classes = classes_from_values(args.classes) if args.classes else data_classes
     templates = _templates(args.templates)
     if classes is None and kind == "imagenet-seg":
-        from open_clip.zero_shot_metadata import IMAGENET_CLASSNAMES
-
-        classes = list(IMAGENET_CLASSNAMES)
+        classes = resolve_classes("imagenet")
         templates = templates or "openai_imagenet"
     elif classes is None:
         raise EditclipError(f"--data {args.data!r} names no classes (no world.json); give --classes")

@@ -55,7 +55,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     how.add_argument("--by", choices=("embedding", "head"), default="embedding",
                      help="normalise by the embedding's total variance (default) or by each head's")  # fmt: skip
     how.add_argument("--layers", help="only heads of these layers, e.g. last:4 or L8-11 (default all)")
-    how.add_argument("--classes", nargs="+", help="zero-shot class names (for --pick and --along-classes)")
+    how.add_argument("--classes", nargs="+", help="zero-shot class names (for --pick and --along-classes), "
+                     "or one class source: imagenet, imagefolder:PATH, cub:PATH")  # fmt: skip
     how.add_argument("--templates", nargs="+", default=["openai_imagenet"],
                      help=f"prompt templates with {{}} or a set name ({', '.join(TEMPLATE_SETS)})")  # fmt: skip
     how.add_argument("--along-classes", action="store_true",
@@ -80,6 +81,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..classnames import classes_from_values
     from ..evaluate import zero_shot_classifier
     from ..store import backbone_for_store
     from ..suggest import head_scores, pick_top_k, relative_cutoff, semantic_scores, spec_fragment, word_scores
@@ -96,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
     if args.classes:
         named = len(args.templates) == 1 and args.templates[0] in TEMPLATE_SETS
         templates = args.templates[0] if named else args.templates
-        classifier = zero_shot_classifier(bb, args.classes, templates)
+        classifier = zero_shot_classifier(bb, classes_from_values(args.classes), templates)
 
     ranking: list[HeadScore] | list[WordScore]
     if args.words:

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BeforeValidator, Field, ValidationInfo, field_validator, model_validator
 
 from .data import DataSpec
-from .fields import LayerSelection, PositiveInt, StrictModel, Templates, Text
+from .fields import ClassList, LayerSelection, PositiveInt, StrictModel, Templates, Text
 
 
 class ControlsSpec(StrictModel):
@@ -41,8 +41,10 @@ class EvaluateSpec(StrictModel):
 
     data: DataSpec = Field(description="Evaluation images with their label and group columns.")
     max_images: PositiveInt | None = Field(None, description="Use at most this many images (all when absent).")
-    classes: list[Text] = Field(
-        description="Class names in label order: the label value i (or the class name itself) is classes[i]."
+    classes: ClassList = Field(
+        description="Class names in label order: the label value i (or the class name itself) is classes[i]. "
+        "Or a class source: imagenet (open_clip's 1,000 names), imagefolder:PATH (an ImageFolder's sorted "
+        "sub-folder names) or cub:PATH (CUB's classes.txt, names cleaned)."
     )
     templates: Templates = Field(
         "openai_imagenet",
@@ -70,9 +72,6 @@ class EvaluateSpec(StrictModel):
     def _check_classes(cls, classes: list[str]) -> list[str]:
         if len(classes) < 2:
             raise ValueError("zero-shot classification needs at least 2 classes")
-        repeated = sorted({c for c in classes if classes.count(c) > 1})
-        if repeated:
-            raise ValueError(f"repeated class names: {', '.join(repeated)}")
         return classes
 
     @field_validator("label")

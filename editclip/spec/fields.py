@@ -14,7 +14,9 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainValidator,
+    ValidatorFunctionWrapHandler,
     WithJsonSchema,
+    WrapValidator,
 )
 
 from .._constants import TEMPLATE_SETS
@@ -88,6 +90,38 @@ LayerSelection = Annotated[
 ExistingPath = Annotated[str, AfterValidator(_existing_path)]
 Text = Annotated[str, AfterValidator(_nonempty_text)]
 PositiveInt = Annotated[int, Field(gt=0)]
+
+
+def _class_list(value: Any, handler: ValidatorFunctionWrapHandler) -> list[str]:
+    """Class names, or a class-source string (``imagenet``, ``imagefolder:PATH``, ``cub:PATH``) read into its
+    names. Names written in the spec must be distinct; a source's names are kept as the source has them
+    (open_clip's ImageNet list repeats two names), so label i is always its i-th name."""
+    if isinstance(value, str):
+        from ..classnames import resolve_classes
+
+        try:
+            return list(handler(resolve_classes(value)))
+        except EditclipError as err:
+            raise ValueError(str(err)) from None
+    names = list(handler(value))
+    repeated = sorted({c for c in names if names.count(c) > 1})
+    if repeated:
+        raise ValueError(f"repeated class names: {', '.join(repeated)}")
+    return names
+
+
+ClassList = Annotated[
+    list[Text],
+    WrapValidator(_class_list),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "array", "items": {"type": "string", "minLength": 1}, "minItems": 2},
+                {"type": "string", "examples": ["imagenet", "imagefolder:data/train", "cub:CUB_200_2011"]},
+            ]
+        }
+    ),
+]
 
 
 def _templates(value: Any) -> str | list[str]:
