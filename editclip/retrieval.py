@@ -4,6 +4,9 @@ A "colour" head ranks by colour and a "counting" head by count, because its dire
 varies with that property only. Contributions are centred by the head's mean over the store before
 the cosine, so the ranking reflects what varies between images rather than what the head writes
 for every image (for a text query, centring leaves the order of plain dot products unchanged).
+``score="dot"`` ranks by the plain dot product instead, as the official notebook does (with
+``centre=False`` the raw contributions, exactly its computation). A query image need not be in the
+store: :func:`image_contribution` decomposes it with the store's own model and preprocessing.
 """
 
 from __future__ import annotations
@@ -24,31 +27,74 @@ from .errors import EditclipError
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
+    from .backbone import Backbone
+    from .store import DecompositionStore
+
+
+SCORES = ("cosine", "dot")
+
 
 def rank_by_head(
-    contributions: Tensor, query: Tensor, *, centre: bool = True, exclude: int | None = None
+    contributions: Tensor,
+    query: Tensor,
+    *,
+    centre: bool = True,
+    exclude: int | None = None,
+    score: str = "cosine",
+    image_query: bool = False,
 ) -> tuple[Tensor, Tensor]:
-    """Images ordered by cosine similarity of their contribution to `query`, best first.
+    """Images ordered by the similarity (``score``: cosine or dot) of their contribution to `query`, best first.
 
-    contributions: [N, D] one head's direct contributions; query: [D] (a text embedding, or one
-    image's contribution to the same head, which is centred like the others). `exclude` drops one
-    image (the query image). Returns (indices [N'], scores [N']).
+    contributions: [N, D] one head's direct contributions; query: [D], a text embedding, or with
+    `image_query` an image's contribution to the same head (centred by the same mean as the others).
+    `exclude` drops one stored image and uses its contribution as the query. Returns (indices [N'],
+    scores [N']).
     """
     if contributions.ndim != 2 or query.shape != contributions.shape[1:]:
         raise EditclipError(
             f"query of shape {tuple(query.shape)} does not fit contributions of shape {tuple(contributions.shape)}"
         )
+    if score not in SCORES:
+        raise EditclipError(f"score {score!r} is unknown; choose one of {', '.join(SCORES)}")
     x = contributions.double()
     q = query.double()
     if centre:
-        x = x - x.mean(0)
+        mean = x.mean(0)
+        x = x - mean
+        q = q - mean if image_query else q
     if exclude is not None:
         q = x[exclude]
-    scores = torch.nn.functional.cosine_similarity(x, q[None], dim=-1)
+    scores = x @ q if score == "dot" else torch.nn.functional.cosine_similarity(x, q[None], dim=-1)
     order = torch.argsort(scores, descending=True, stable=True)
     if exclude is not None:
         order = order[order != exclude]
     return order, scores[order].float()
+
+
+def image_contribution(
+    store: DecompositionStore, path: str | os.PathLike[str], layer: int, head: int, bb: Backbone | None = None
+) -> Tensor:
+    """One head's direct contribution [D] for an image file that need not be in `store`: the image goes
+    through the store's model and preprocessing (``bb``, default :func:`backbone_for_store`) and is
+    decomposed in the store's convention, then rounded to the store's dtype like the stored rows."""
+    from ._decompose import decompose
+    from .store import backbone_for_store
+
+    file = Path(path)
+    if not file.is_file():
+        raise EditclipError(f"query image {str(file)!r} does not exist")
+    if bb is None:
+        bb = backbone_for_store(store)
+    else:
+        store.check_backbone(bb)
+    try:
+        with Image.open(file) as image:
+            pixels = bb.preprocess(image.convert("RGB"))
+    except OSError as err:
+        raise EditclipError(f"cannot read query image {str(file)!r}: {err}") from None
+    parts = decompose(bb, pixels[None], store.convention)
+    dtype = {"float32": torch.float32, "float16": torch.float16}[store.meta["dtype"]]
+    return parts.heads[0, layer, head].detach().cpu().to(dtype).float()
 
 
 def contact_sheet(

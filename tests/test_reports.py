@@ -12,6 +12,7 @@ import torch
 from editclip.cli import main
 from editclip.curves import ablation_curve, textspan_curve
 from editclip.data import load_dataset
+from editclip.errors import EditclipError
 from editclip.store import DecompositionStore, decompose_dataset
 from editclip.text import load_pool
 
@@ -207,3 +208,86 @@ def test_retrieve_bad_input_exits_2_and_writes_nothing(stores, tmp_path, capsys,
     if "--image" not in args:
         options["--text"] = "a bird"
     assert_refused("retrieve", options, args, message, tmp_path, capsys)
+
+
+def test_retrieval_by_an_image_file_decomposes_it_with_the_store_model(stores, tiny_bb, tmp_path, capsys):
+    from PIL import Image
+
+    from editclip import decompose
+    from editclip.retrieval import image_contribution
+
+    store = DecompositionStore.open(stores["test"])
+    head = store.read("heads", index=(3, 1))
+    # a stored image decomposed on the fly gives its stored row (same model, preprocessing, convention)
+    again = image_contribution(store, store.image_path(5), 3, 1, tiny_bb)
+    torch.testing.assert_close(again, head[5], rtol=1e-5, atol=1e-6)
+
+    rng = np.random.default_rng(7)
+    query = tmp_path / "outside.png"
+    Image.fromarray(rng.integers(0, 255, (40, 28, 3)).astype(np.uint8)).save(query)
+    with Image.open(query) as image:
+        own = decompose(tiny_bb, tiny_bb.preprocess(image.convert("RGB"))[None]).heads[0, 3, 1]
+    for extra, expected in [
+        ([], torch.nn.functional.cosine_similarity(head - head.mean(0), (own - head.mean(0))[None], dim=-1)),
+        (["--score", "dot"], (head - head.mean(0)) @ (own - head.mean(0))),
+        (["--score", "dot", "--no-centre"], head @ own),  # the official notebook's raw dot product
+    ]:
+        out = tmp_path / f"out{len(extra)}"
+        assert main(["retrieve", "--decomposition", str(stores["test"]), "--head", "L3.H1", "--image", str(query),
+                     "--top", "6", *extra, "--out", str(out)]) == 0  # fmt: skip
+        report = json.loads((out / "results.json").read_text())
+        assert report["score"] == (extra[1] if extra else "cosine") and report["query_file"] == str(query)
+        assert [r["index"] for r in report["results"]] == expected.argsort(descending=True)[:6].tolist()
+        np.testing.assert_allclose([r["score"] for r in report["results"]], expected.sort(descending=True)[0][:6],
+                                   rtol=1e-4, atol=1e-5)  # fmt: skip
+        assert (out / "contact_sheet.png").read_bytes()[:4] == b"\x89PNG"
+
+    # the file of a stored image is that stored row: excluded from its own results, as its id is
+    by_id, by_path = tmp_path / "by-id", tmp_path / "by-path"
+    for target, image in ((by_id, store.ids[2]), (by_path, str(store.image_path(2)))):
+        assert main(["retrieve", "--decomposition", str(stores["test"]), "--head", "L2.H0", "--image", image,
+                     "--score", "dot", "--out", str(target)]) == 0  # fmt: skip
+    rows = [[r["index"] for r in json.loads((t / "results.json").read_text())["results"]] for t in (by_id, by_path)]
+    assert rows[0] == rows[1] and 2 not in rows[0]
+
+
+def test_rank_by_head_scores() -> None:
+    from editclip.retrieval import rank_by_head
+
+    x = torch.tensor([[1.0, 0.0], [3.0, 0.0], [0.0, 2.0], [-1.0, -1.0]])
+    q = torch.tensor([1.0, 1.0])
+    order, scores = rank_by_head(x, q, centre=False, score="dot")
+    assert order.tolist() == [1, 2, 0, 3] and scores.tolist() == [3.0, 2.0, 1.0, -2.0]
+    order, scores = rank_by_head(x, q, centre=False)  # cosine: [1,0] and [3,0] tie, stable order
+    assert order.tolist() == [0, 1, 2, 3] and scores[0] == pytest.approx(2**-0.5)
+    order, _ = rank_by_head(x, x[2], exclude=2, score="dot")
+    centred = x - x.mean(0)
+    assert order.tolist() == (centred @ centred[2]).argsort(descending=True)[1:].tolist()
+    with pytest.raises(EditclipError, match="score 'l2' is unknown"):
+        rank_by_head(x, q, score="l2")
+
+
+def test_retrieve_refuses_unreadable_query_files(stores, tmp_path, capsys):
+    bad = tmp_path / "bad.png"
+    bad.write_text("not an image")
+    options = {"--decomposition": str(stores["test"]), "--head": "L1.H0"}
+    assert_refused("retrieve", options, ["--image", str(bad)], "cannot read query image", tmp_path, capsys)
+    assert_refused("retrieve", options, ["--image", "MISSING"], "and is not an image file", tmp_path, capsys)
+
+
+def test_curves_take_a_class_source(stores, tmp_path, capsys):
+    cub = tmp_path / "CUB_200_2011"
+    cub.mkdir()
+    (cub / "classes.txt").write_text("1 001.Land_bird\n2 002.Water_bird\n")
+    reports = []
+    for classes in (f"cub:{cub}", "Land bird,Water bird"):
+        out = tmp_path / f"curves{len(reports)}"
+        assert main(["curves", "--decomposition", str(stores["test"]), "--classes", classes, "--only", "ablation",
+                     "--templates", "a photo of a {}.", "--out", str(out)]) == 0  # fmt: skip
+        reports.append(json.loads((out / "curves.json").read_text()))
+    assert reports[0]["classes"] == ["Land bird", "Water bird"]
+    assert reports[0]["ablation"] == reports[1]["ablation"]
+    options = {"--decomposition": str(stores["test"]), "--only": "ablation"}
+    assert_refused("curves", options, ["--classes", "imagefolder:MISSING"], "is not a folder", tmp_path, capsys)
+    assert_refused("curves", options, ["--classes", f"cub:{tmp_path}"], "classes.txt' does not exist", tmp_path,
+                   capsys)  # fmt: skip
