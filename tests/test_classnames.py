@@ -78,6 +78,17 @@ def test_bad_class_sources_are_refused(tmp_path: Path, make: str | None, source:
     assert message in str(info.value)
 
 
+def test_classnames_module_imports_no_torch() -> None:
+    import ast
+
+    import editclip.classnames
+
+    tree = ast.parse(Path(editclip.classnames.__file__).read_text())
+    top = {a.name for n in tree.body if isinstance(n, ast.Import) for a in n.names}
+    top |= {n.module or "" for n in tree.body if isinstance(n, ast.ImportFrom)}
+    assert top == {"__future__", "os", "re", "pathlib", "errors"}  # specs import it; open_clip only for imagenet
+
+
 def test_command_line_values() -> None:
     assert classes_from_values(["cat", "dog"]) == ["cat", "dog"]
     assert len(classes_from_values(["imagenet"])) == 1000
