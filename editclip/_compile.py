@@ -68,12 +68,12 @@ class CompiledEdit:
     head_edits: dict[tuple[int, int], Tensor] = field(default_factory=dict, repr=False)  # output-space A
 
     def __repr__(self) -> str:
-        calibration = self.provenance.get("calibration") or {}
+        calibration = self.provenance.get("data") or {}
         source = f"{calibration.get('name', '?')} ({calibration.get('split') or 'all'})" if calibration else "?"
         name = f"{self.spec.name}: " if self.spec.name else ""
         return (f"CompiledEdit({name}{self.backbone.model_id} [{self.fingerprint}], target {self.spec.target}, "
                 f"{self.convention}; {len(self.spec.edits)} edits -> {self.tensors!r}; calibration {source}, "
-                f"{self.provenance.get('calibration_count', '?')} images)")  # fmt: skip
+                f"{self.provenance.get('count', '?')} images)")  # fmt: skip
 
     def wrapper(self) -> EditedCLIP:
         """The edited model with direct-effect semantics."""
@@ -268,8 +268,8 @@ def compile_edit(
         pool_mlp_mean=store.mean("pool_mlp") if ablate_pool_mlp else None,
     )
     provenance = {
-        "calibration": store.meta["dataset"],
-        "calibration_count": store.count,
+        "data": store.meta["dataset"],
+        "count": store.count,
         ("stats" if isinstance(store, PartStats) else "store"): str(store.root),
         "bases": bases,
     }

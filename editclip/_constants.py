@@ -11,3 +11,5 @@ FORMATS: tuple[str, ...] = ("auto", "waterbirds", "csv", "folder")  # dataset la
 PARITY_BATCH_SIZES: tuple[int, ...] = (1, 3, 8)  # batch sizes every ONNX export is checked at
 TEMPLATE_SETS: tuple[str, ...] = ("openai_imagenet", "simple_imagenet")  # open_clip's zero-shot template sets
 DEMO_COUNTS: tuple[int, int, int] = (400, 600, 800)  # demo images: train (only its group sizes are used), val, test
+# Shipped description pools for TextSpan, by name: their files inside the package.
+POOLS: dict[str, str] = {"general": "pools/general.txt", "toyworld": "toyworld/assets/pool.txt"}

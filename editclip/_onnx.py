@@ -47,8 +47,10 @@ def _mha_fastpath_off() -> Iterator[None]:
         torch.backends.mha.set_fastpath_enabled(previous)
 
 
-def trace_to_file(module: nn.Module, path: Path, image_size: tuple[int, int], opset: int) -> None:
-    """Trace ``module`` (images -> embeddings) into ``path`` with a symbolic batch axis."""
+def trace_to_file(
+    module: nn.Module, path: Path, image_size: tuple[int, int], opset: int, output_name: str = OUTPUT_NAME
+) -> None:
+    """Trace ``module`` (images -> embeddings, or ``output_name``) into ``path`` with a symbolic batch axis."""
     device = next(module.parameters()).device
     example = torch.randn(2, 3, *image_size, generator=torch.Generator().manual_seed(0)).to(device)
     with _mha_fastpath_off(), torch.no_grad(), warnings.catch_warnings():
@@ -60,8 +62,8 @@ def trace_to_file(module: nn.Module, path: Path, image_size: tuple[int, int], op
             dynamo=False,
             opset_version=opset,
             input_names=[INPUT_NAME],
-            output_names=[OUTPUT_NAME],
-            dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+            output_names=[output_name],
+            dynamic_axes={INPUT_NAME: {0: "batch"}, output_name: {0: "batch"}},
             do_constant_folding=True,
         )
 

@@ -186,7 +186,8 @@ def textspan_curve(
 def plot_curves(
     ablation: dict[str, Any] | None, reconstruction: dict[str, Any] | None, path: str | os.PathLike[str] | None = None
 ) -> Figure:
-    """One panel per computed curve: mean-ablation (Fig. 2) and TextSpan reconstruction (Fig. 3). Returns
+    """One panel per computed curve: mean-ablation (Fig. 2) and TextSpan reconstruction (Fig. 3), with integer
+    ticks for k and m. Returns
     the Figure; saves it as PNG only when `path` is given."""
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
@@ -217,6 +218,7 @@ def plot_curves(
         ax.axhline(100 * reconstruction["original"], color="black", linestyle="--", label="original model")
         ax.axhline(100 * reconstruction["early_ablated"], color="0.5", linestyle=":",
                    label=f"layers before the last {reconstruction['last']} mean-ablated")  # fmt: skip
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel(f"texts per head m (heads of the last {reconstruction['last']} layers)")
         ax.set_ylabel("zero-shot accuracy (%)")
         ax.set_title("TextSpan reconstruction (paper Fig. 3); m = 0: heads mean-ablated", fontsize=10)

@@ -23,6 +23,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from ._compile import calibration_store
 from ._constants import DEMO_COUNTS
 from ._io import prepare_output, write_json, write_text
@@ -35,6 +37,7 @@ from .evaluate import zero_shot_classifier
 from .names import parse_head
 from .runner import RunResult, load_model, run_spec
 from .spec import EditSpec, ModelSpec
+from .spec.paths import anchor_paths
 from .store import DecompositionStore
 from .suggest import head_scores, pick_top_k
 from .text import encode_texts, load_pool
@@ -118,14 +121,17 @@ def run_demo(
         "editclip": 1,
         "name": "toyworld-demo",
         "model": model_spec.model_dump(exclude_defaults=True),
-        "calibration": {"data": {"format": "waterbirds", "root": str(data), "split": "val"}},
+        "calibration": {"data": {"format": "waterbirds", "root": data.name, "split": "val"}},
         "edits": [{"mean_ablate": list(heads)}],
-        "evaluate": {"data": {"format": "waterbirds", "root": str(data), "split": "test"}, "classes": list(CLASSES),
+        "evaluate": {"data": {"format": "waterbirds", "root": data.name, "split": "test"}, "classes": list(CLASSES),
                      "templates": list(TEMPLATES), "label": "y", "groups": ["y", "place"]},
-        "export": {"formats": ["onnx"], "dir": str(out / "export")},
+        "export": {"formats": ["onnx"], "dir": "export"},
     }  # fmt: skip
-    spec = EditSpec.from_dict(spec_data)
-    write_text(out / "spec.yaml", "# written by `editclip demo`: the heads it found in the toy CLIP\n" + spec.to_yaml())
+    EditSpec.from_dict(anchor_paths(spec_data, out))  # checked before it is written
+    header = ("# written by `editclip demo`: the heads it found in the toy CLIP.\n"
+              "# Paths are relative to this file's folder: the spec runs from any working folder.\n")
+    write_text(out / "spec.yaml", header + yaml.safe_dump(spec_data, sort_keys=False))
+    spec = EditSpec.from_yaml(out / "spec.yaml")
 
     log(f"[4/5] running the spec ({out / 'spec.yaml'}): compile, evaluate on test, export ONNX")
     run = run_spec(spec, out / "report", overwrite=overwrite, cache_dir=out / "cache", spec_path=str(out / "spec.yaml"),

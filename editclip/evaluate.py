@@ -317,7 +317,8 @@ def plot_groups(
     controls_label: str = "random heads",
 ) -> Figure:
     """Bar chart of per-group, average and worst-group accuracy, one bar per report side by side (e.g.
-    baseline and edited); saved atomically as a PNG when ``path`` is given.
+    baseline and edited; each one's worst group named in the legend). Returns the Figure; saves it as PNG
+    (atomically) only when ``path`` is given.
 
     ``intervals`` draws 95% error bars (Wilson per group, bootstrap for the average and the worst group,
     :mod:`editclip.uncertainty`). ``controls`` maps metric keys (``acc_<group>``, ``acc_avg``, ``acc_wg``)
@@ -336,15 +337,16 @@ def plot_groups(
     ax = fig.add_subplot()
     width = 0.8 / slots
     x = np.arange(len(ticks))
+    crowded = slots > 2  # labels turn upright so that neighbouring bars' labels cannot overlap
     for i, (label, report) in enumerate(reports.items()):
         values = [_acc_of(report, n) for n in names] + [report.acc_avg, report.acc_wg]
         heights = [0.0 if v is None else 100 * v for v in values]
         texts = ["" if v is None else f"{h:.1f}" for h, v in zip(heights, values, strict=True)]
-        texts[-1] += f"\n{report.worst.label}"
         offsets = x + (i - (slots - 1) / 2) * width
         yerr = _error_bars(report, names, heights) if intervals else None
-        bars = ax.bar(offsets, heights, width, label=label, yerr=yerr, error_kw={"elinewidth": 0.8, "capsize": 2})
-        ax.bar_label(bars, labels=texts, fontsize=7, padding=2)
+        bars = ax.bar(offsets, heights, width, label=f"{label} (worst group {report.worst.label})", yerr=yerr,
+                      error_kw={"elinewidth": 0.8, "capsize": 2})  # fmt: skip
+        ax.bar_label(bars, labels=texts, fontsize=7, padding=2, rotation=90 if crowded else 0)
     if controls:
         keys = [f"acc_{n}" for n in names] + ["acc_avg", "acc_wg"]
         where = x + (slots - 1) / 2 * width
@@ -356,10 +358,10 @@ def plot_groups(
                 ax.plot(where[j], np.median(values), marker="_", color="black", markersize=9)
     ax.set_xticks(x, ticks, fontsize=8)
     ax.axvline(len(names) - 0.5, color="0.6", linewidth=0.8, linestyle="--")
-    ax.set_ylim(0, 122)
+    ax.set_ylim(0, 135 if crowded else 122)
     ax.set_yticks(range(0, 101, 20))
     ax.set_ylabel("accuracy (%)" + (", 95% intervals" if intervals else ""))
-    ax.legend(loc="upper center", ncol=slots, fontsize=8, frameon=False)
+    ax.legend(loc="upper center", ncol=min(slots, 2), fontsize=8, frameon=False)
     if title:
         ax.set_title(title)
     if path is not None:

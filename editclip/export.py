@@ -21,7 +21,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -277,6 +279,7 @@ def export_onnx(
     dtype = next(encoder.parameters()).dtype
     if dtype != torch.float32:
         raise EditclipError(f"export takes an fp32 model (this one is {dtype}); pass fp16=True for an fp16 ONNX file")
+    output_name = getattr(encoder, "output_name", _onnx.OUTPUT_NAME)  # "probabilities" for classifiers
     pre = preprocess_metadata(encoder.model)
     size = _size(image_size) if image_size is not None else tuple(pre["image_size"])
     pre["image_size"] = list(size)
@@ -288,7 +291,7 @@ def export_onnx(
             "precision": "fp16" if fp16 else "fp32",
             "opset": opset,
             "input": _onnx.INPUT_NAME,
-            "output": _onnx.OUTPUT_NAME,
+            "output": output_name,
             "editclip_version": _version(),
             **(metadata or {}),
         }
@@ -302,7 +305,7 @@ def export_onnx(
         (work / "trace").mkdir()
         raw = work / "trace" / "traced.onnx"
         encoder.eval()
-        _onnx.trace_to_file(encoder, raw, size, opset)
+        _onnx.trace_to_file(encoder, raw, size, opset, output_name)
         model = onnx.load(str(raw))
         shutil.rmtree(work / "trace")  # the traced file (and its weight files, over 2 GB): no longer needed
         _onnx.check_dynamic_batch(model)
@@ -416,7 +419,8 @@ class OnnxImageEncoder:
     ``tensorrt`` or a list of onnxruntime provider names; ``provider_options`` go to them in order. On
     CUDA/TensorRT, inputs and outputs are bound on the device (IO binding). ``optimization``: graph
     optimisation level (default 'all' for fp32 files, 'extended' for fp16 ones, see
-    :func:`editclip._onnx.session_options`).
+    :func:`editclip._onnx.session_options`). A zero-shot classifier file (``editclip export --classes``)
+    runs the same way and returns class probabilities [N, C]; ``classes`` names them (None for encoders).
     """
 
     def __init__(
@@ -436,15 +440,21 @@ class OnnxImageEncoder:
         chosen = _onnx.select_providers(providers)
         options = _onnx.session_options(self._precision_of(self.path), threads, optimization)
         try:
-            self.session = ort.InferenceSession(
-                str(self.path),
-                options,
-                providers=chosen,
-                provider_options=_pad(provider_options, len(chosen)) if provider_options else None,
-            )
+            with warnings.catch_warnings():
+                if providers == "auto":  # a GPU provider that cannot start here: fall back, one line below
+                    warnings.simplefilter("ignore")
+                self.session = ort.InferenceSession(
+                    str(self.path),
+                    options,
+                    providers=chosen,
+                    provider_options=_pad(provider_options, len(chosen)) if provider_options else None,
+                )
         except Exception as err:  # onnxruntime raises its own exception types
             raise EditclipError(f"onnxruntime could not load {str(self.path)!r}: {err}") from err
         self.providers: list[str] = self.session.get_providers()
+        if providers == "auto" and self.providers[0] != chosen[0]:
+            print(f"editclip: {self.path.name} runs on {self.providers[0]} ({chosen[0]} is not usable on this "
+                  "machine)", file=sys.stderr)  # fmt: skip
         self.metadata: dict[str, str] = dict(self.session.get_modelmeta().custom_metadata_map)
         if self.metadata.get(END_KEY) != str(len(self.metadata)):
             raise EditclipError(
@@ -468,6 +478,7 @@ class OnnxImageEncoder:
         self.resize_mode = self.metadata.get("resize_mode", "shortest")
         self.fill_color = int(self.metadata.get("fill_color", "0"))
         self.normalize = self.metadata.get("normalize", "false") == "true"
+        self.classes: list[str] | None = json.loads(self.metadata["classes"]) if "classes" in self.metadata else None
         self.on_gpu = self.providers[0] in ("TensorrtExecutionProvider", "CUDAExecutionProvider")
         self.device_id = int(self.session.get_provider_options().get(self.providers[0], {}).get("device_id", 0))
 

@@ -30,19 +30,21 @@ from ._compile import CompiledEdit, calibration_store, compile_edit
 from ._io import prepare_output, staged_dir, write_json, write_text
 from ._requires import require_onnxruntime
 from ._version import __version__
-from .backbone import Backbone, describe_preprocessing, load
+from .backbone import Backbone, load
 from .baselines import embedding_projection, project_embeddings
 from .controls import ControlResult, ControlSettings, control_pool, head_action, random_head_controls
 from .data import ImageDataset
 from .errors import EditclipError
 from .evaluate import GroupReport, format_table, plot_groups, predict, zero_shot_classifier
 from .evaluation_paths import Targets, compare, exact_embeddings, fast_embeddings, targets
+from .model_card import write_export_card
+from .report import environment, markdown, portable
 from .spec import EditSpec, ModelSpec
 from .spec_data import check_calibration_overlap, spec_dataset
 from .stats import PartStats
 from .store import DecompositionStore, model_source
 from .text import encode_texts
-from .uncertainty import RESAMPLES, SEED, format_interval, group_intervals, small_group_warnings
+from .uncertainty import group_intervals, small_group_warnings
 
 REPORT_FILES = ("report.json", "report.md", "groups.png", "spec.yaml")
 
@@ -156,6 +158,7 @@ def run_spec(
         "editclip_version": __version__,
         "name": spec.name,
         "spec_file": spec_path,
+        "overrides": spec.overrides,
         "model": model_source(bb)
         | {"fingerprint": bb.fingerprint, "layers": bb.shape.layers, "heads": bb.shape.heads},
         "target": spec.target,
@@ -163,6 +166,7 @@ def run_spec(
         "edited_parts": [p.part for p in parts],
         "calibration": compiled.provenance,
         "calibration_overlap": {"transductive": spec.calibration.transductive, "shared_images": shared},
+        "environment": environment(bb.device),
     }
     result = RunResult(out, report, compiled=compiled)
     if evaluation is not None:
@@ -184,6 +188,8 @@ def run_spec(
             log(f"exported {', '.join(spec.export.formats)} to {spec.export.dir}")
         report["seconds"] = timings
         _write(result, spec, staged.enter_context(staged_dir(out)))
+        if spec.export is not None:
+            write_export_card(spec.export.dir, report, spec.to_yaml(), bb.model, spec_path, into=stage)
     return result
 
 
@@ -316,8 +322,10 @@ def _delta(base: GroupReport, edited: GroupReport) -> dict[str, float]:
 
 
 def _write(result: RunResult, spec: EditSpec, out: Path) -> None:
-    """report.json, report.md, groups.png and the spec as run, each atomically, into ``out``."""
-    write_json(out / "report.json", result.report)
+    """report.json, report.md, groups.png and the spec as run, each atomically, into ``out`` (paths beside
+    the report folder ``result.out`` written relative to it: :func:`editclip.report.portable`)."""
+    report = portable(result.report, result.out)
+    write_json(out / "report.json", report)
     write_text(out / "spec.yaml", spec.to_yaml())
     if result.reports:
         title = f"{spec.name or 'edit'}: {result.report['model']['name']}"
@@ -325,96 +333,4 @@ def _write(result: RunResult, spec: EditSpec, out: Path) -> None:
         values = {key: ctrl.values(key) for key in ctrl.summary()} if ctrl else None
         label = f"{len(ctrl.sets)} random sets of {ctrl.k} heads" if ctrl else ""
         plot_groups(result.reports, out / "groups.png", title=title, controls=values, controls_label=label)
-    write_text(out / "report.md", markdown(result))
-
-
-def markdown(result: RunResult) -> str:
-    """The report as Markdown: what was edited, on what, and per-group accuracy baseline vs edited."""
-    r = result.report
-    lines = [f"# editclip run: {r['name'] or 'edit'}", ""]
-    lines.append(f"- model: {r['model']['name']} ({r['model'].get('pretrained') or r['model'].get('checkpoint')}), "
-                 f"fingerprint `{r['model']['fingerprint']}`")  # fmt: skip
-    lines.append(f"- preprocessing: {describe_preprocessing(r['model'].get('preprocessing'))}; precision "
-                 f"{r['model'].get('precision')}")  # fmt: skip
-    lines.append(f"- target: {r['target']}; {len(r['edited_parts'])} parts edited")
-    lines += [f"  - {e}" for e in r["edits"]]
-    calib = r["calibration"]
-    lines.append(f"- calibration: {calib['calibration'].get('name')} ({calib['calibration'].get('split') or 'all'}), "
-                 f"{calib['calibration_count']} images")  # fmt: skip
-    if r["calibration_overlap"]["shared_images"]:
-        lines.append(f"- transductive: calibration includes {r['calibration_overlap']['shared_images']} of the "
-                     "evaluated images (calibration.transductive: true)")  # fmt: skip
-    if "evaluation" in r:
-        ev = r["evaluation"]
-        lines.append(f"- evaluation: {ev['data']['name']} ({ev['data']['split'] or 'all'}), {ev['data']['count']} "
-                     f"images; classes {', '.join(ev['classes'])}; groups {', '.join(ev['groups'])}")  # fmt: skip
-        lines += ["", "## Accuracy (%)", "", _markdown_table(result.reports), ""]
-        lines.append("Intervals are 95%: Wilson per group; a bootstrap over images (stratified by group, "
-                     f"{RESAMPLES} resamples, seed {SEED}) for the averages and the worst group.")  # fmt: skip
-        lines += [f"\n**Warning:** {w}" for w in ev.get("warnings", [])]
-        lines += ["", "![per-group accuracy](groups.png)"]
-        if "controls" in ev:
-            lines += ["", "## Random-head controls", "", controls_markdown(ev["controls"])]
-        for name, check in ev["checks"].items():
-            lines += ["", f"## {name.replace('_', ' ')}", ""]
-            lines += [f"- {k}: {v:.6g}" if isinstance(v, float) else f"- {k}: {v}" for k, v in check.items()]
-    if "export" in r:
-        lines += ["", "## Export", ""] + [f"- {k}: {_artifact(v)}" for k, v in r["export"].items()]
-    return "\n".join(lines) + "\n"
-
-
-def controls_markdown(controls: dict[str, Any]) -> str:
-    """The controls section of report.md: how the edit ranks among random head sets of its size."""
-    c = controls
-    lines = [f"The edit's action ({c['action']}) on {c['drawn']} random sets of {c['k']} heads drawn from layers "
-             f"{', '.join(map(str, c['drawn_from_layers']))} (seed {c['seed']}; never the edit's own set). Rank 1 "
-             "is better than every control.", "",
-             "| metric | edit | controls: median | 90th percentile | best | edit's rank |",
-             "|---|---:|---:|---:|---:|---:|"]  # fmt: skip
-    for key, m in c["metrics"].items():
-        lines.append(f"| {key} | {_pct(m['edit'])} | {_pct(m['median'])} | {_pct(m['p90'])} | {_pct(m['best'])} | "
-                     f"{m['rank']} of {m['of']} |")  # fmt: skip
-    return "\n".join(lines)
-
-
-def _artifact(value: Any) -> str:
-    """An export entry: a path, or an ONNX report with its parity check."""
-    if not isinstance(value, dict):
-        return str(value)
-    parity = value.get("parity")
-    check = "parity not checked" if not parity else (
-        f"parity vs torch: max abs diff {parity['max_abs_diff']:.3g}, min cosine {parity['min_cosine']:.7f}, "
-        f"{'passed' if parity['passed'] else 'FAILED'}"
-    )
-    return f"{value['path']} ({check})"
-
-
-def _markdown_table(reports: dict[str, GroupReport]) -> str:
-    names = list(reports)
-    first = reports[names[0]]
-    spans = {name: group_intervals(r) for name, r in reports.items()}
-
-    def row(label: str, count: int | str, values: list[str]) -> str:
-        return f"| {label} | {count} | " + " | ".join(values) + " |"
-
-    def cell(value: float | None, ci: tuple[float, float] | None) -> str:
-        return f"{_pct(value)} {format_interval(ci)}".rstrip()
-
-    def summary(name: str, metric: str) -> str:
-        return cell(getattr(reports[name], metric), spans[name].summary.get(metric))
-
-    rows = [row("group", "count", names), "|---|---:|" + "---:|" * len(names)]
-    for g in first.groups:
-        label = g.name if g.label == g.name else f"{g.label} (`{g.name}`)"
-        rows.append(row(label, g.count, [cell(next((x.acc for x in r.groups if x.name == g.name), None),
-                                              spans[n].groups.get(g.name)) for n, r in reports.items()]))  # fmt: skip
-    rows.append(row("average", first.count, [summary(n, "acc_avg") for n in names]))
-    rows.append(row("mean per group", "", [summary(n, "acc_mean_group") for n in names]))
-    rows.append(row("worst group", "", [f"{summary(n, 'acc_wg')} ({r.worst.label})" for n, r in reports.items()]))
-    if first.adj_acc_avg is not None:
-        rows.append(row("adjusted average", "", [summary(n, "adj_acc_avg") for n in names]))
-    return "\n".join(rows)
-
-
-def _pct(value: float | None) -> str:
-    return "-" if value is None else f"{100 * value:.1f}"
+    write_text(out / "report.md", markdown(report, result.reports))

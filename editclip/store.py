@@ -338,8 +338,12 @@ def model_source(bb: Backbone) -> dict[str, Any]:
     """How to load ``bb`` again (stored in meta.json and in compiled edits)."""
     src = bb.source
     out: dict[str, Any] = {"name": bb.model_id, "precision": bb.precision}
+    from .toyworld import is_shipped_model
+
     if src.get("in_memory"):
         out |= {"in_memory": True}
+    elif is_shipped_model(src.get("checkpoint")):
+        out |= {"toyworld": True}  # the shipped model: no installation path in stores, reports and exports
     elif src.get("checkpoint"):
         out |= {"checkpoint": str(Path(src["checkpoint"]).resolve()), "config": src.get("config")}
     elif src.get("config") is not None:
@@ -359,7 +363,11 @@ def load_backbone(
             f"model {source.get('name')!r} was built in memory (Backbone.from_open_clip / from_hf), so editclip "
             "cannot load it again; pass that Backbone (or give the model arguments)"
         )
-    if source.get("checkpoint"):
+    if source.get("toyworld"):
+        from .toyworld import load as load_toyworld
+
+        bb = load_toyworld(device=str(device), precision=source.get("precision", "fp32"))
+    elif source.get("checkpoint"):
         bb = load_model(
             checkpoint=source["checkpoint"],
             config=source.get("config"),
@@ -491,7 +499,8 @@ def _fill(
     """Compute this shard's missing chunks."""
     todo = [i for i in store.missing_chunks() if i % shard[1] == shard[0]]
     images = dataset.with_transform(bb.preprocess)
-    with tqdm(total=sum(len(store.chunk_range(i)) for i in todo), desc="decompose", unit="img") as progress:
+    with tqdm(total=sum(len(store.chunk_range(i)) for i in todo), desc="decompose", unit="img",
+              disable=not todo) as progress:  # a complete store: no empty bar
         for chunk in todo:
             subset = images.subset(list(store.chunk_range(chunk)))
             loader = DataLoader(subset, batch_size=batch_size, num_workers=workers)

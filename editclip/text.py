@@ -14,16 +14,21 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from ._constants import POOLS
 from ._io import atomic_path
 from .backbone import Backbone
 from .errors import EditclipError
 from .evaluate import Template, resolve_templates
 
 # Shipped pools: name -> file inside the package.
-POOLS: dict[str, str] = {
-    "general": "pools/general.txt",
-    "toyworld": "toyworld/assets/pool.txt",
-}
+
+
+def default_templates(bb: Backbone) -> str | list[str]:
+    """The class-prompt templates used when none are given (one rule for every command): the toy world's
+    own for the shipped toy CLIP, open_clip's ``openai_imagenet`` set (80 templates) for every other model."""
+    from .toyworld import TEMPLATES, is_shipped_model
+
+    return list(TEMPLATES) if is_shipped_model(bb.source.get("checkpoint")) else "openai_imagenet"
 
 
 def cache_root() -> Path:

@@ -228,7 +228,8 @@ def test_transductive_calibration_is_allowed_and_reported(
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert report["calibration_overlap"] == {"transductive": True, "shared_images": 16}
     assert (
-        "transductive: calibration includes 16 of the evaluated images" in (tmp_path / "out" / "report.md").read_text()
+        "| transductive | calibration includes 16 of the evaluated images"
+        in (tmp_path / "out" / "report.md").read_text()
     )
 
 

@@ -208,7 +208,7 @@ def test_edit_artifact_round_trip_and_refusal(
         **model_metadata(tiny_bb, "edited"),
         "editclip_spec": "name: hand\n",
         "editclip_convention": "exact",
-        "editclip_provenance": {"calibration": "random", "calibration_count": 0},
+        "editclip_provenance": {"data": "random", "count": 0},
     }
     path = save_edit(tmp_path / "edit.safetensors", edit, meta)
     tensors, stored = read_edit(path)
@@ -216,7 +216,7 @@ def test_edit_artifact_round_trip_and_refusal(
         assert torch.equal(getattr(tensors, name), value), name
     assert (
         stored["editclip_spec"] == "name: hand\n"
-        and json.loads(stored["editclip_provenance"])["calibration"] == "random"
+        and json.loads(stored["editclip_provenance"])["data"] == "random"
     )
     assert stored["editclip_base_fingerprint"] == tiny_bb.fingerprint
     images = torch.randn(4, 3, 32, 32)

@@ -22,9 +22,9 @@ from editclip.export import OnnxImageEncoder, export_onnx
 
 # Each writing command with the least arguments that reach its output check; {out} is the output path.
 FOLDER_COMMANDS = {
-    "textspan": ["textspan", "--decomposition", "nowhere", "--out", "{out}"],
-    "curves": ["curves", "--decomposition", "nowhere", "--classes", "a,b", "--out", "{out}"],
-    "retrieve": ["retrieve", "--decomposition", "nowhere", "--head", "L0.H0", "--text", "x", "--out", "{out}"],
+    "textspan": ["textspan", "--store", "nowhere", "--out", "{out}"],
+    "curves": ["curves", "--store", "nowhere", "--classes", "a", "b", "--out", "{out}"],
+    "retrieve": ["retrieve", "--store", "nowhere", "--head", "L0.H0", "--text", "x", "--out", "{out}"],
     "segment": ["segment", "--toyworld", "--image", "nowhere.png", "--classes", "a", "b", "--out", "{out}"],
     "headmap": ["headmap", "--toyworld", "--image", "nowhere.png", "--head", "L0.H0", "--text", "x", "--out", "{out}"],
     "segment-eval": ["segment-eval", "--toyworld", "--data", "nowhere", "--out", "{out}"],
@@ -213,7 +213,7 @@ def test_a_read_only_file_system_is_refused_before_work(
     subprocess.run(["mount", "-o", "remount,ro", str(folder)], check=True)
     for args in (["export", "--toyworld", "--out", str(folder / "m.onnx"), "--overwrite"],
                  ["toyworld", "make", "--out", str(folder / "world")],
-                 ["textspan", "--decomposition", "nowhere", "--out", str(folder / "ts")]):  # fmt: skip
+                 ["textspan", "--store", "nowhere", "--out", str(folder / "ts")]):  # fmt: skip
         assert cli.main(args) == 2
         err = capsys.readouterr().err
         assert "the file system is read-only" in err and err.count("\n") == 1

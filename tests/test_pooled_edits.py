@@ -108,7 +108,7 @@ def test_official_store_and_textspan_of_pool_heads(
     assert d.pool_heads.shape == (16, 4, 48) and d.heads.shape[1] == 0
     torch.testing.assert_close(d.total(), store.read("embedding"), atol=1e-5, rtol=0)
     out = tmp_path / "report"
-    assert cli.main(["textspan", "--decomposition", str(store_dir), "--layers", "pool", "--pool", "toyworld",
+    assert cli.main(["textspan", "--store", str(store_dir), "--layers", "pool", "--pool", "toyworld",
                      "--m", "3", "--out", str(out)]) == 0  # fmt: skip
     report = json.loads((out / "report.json").read_text())
     assert [row["head"] for row in report["heads"]] == ["pool.H0", "pool.H1", "pool.H2", "pool.H3"]
@@ -117,7 +117,7 @@ def test_official_store_and_textspan_of_pool_heads(
     exact_args = ["decompose", *model, "--data", str(tiny_waterbirds), "--split", "val", "--out", str(exact_dir)]
     assert cli.main(exact_args) == 0
     capsys.readouterr()
-    code = cli.main(["textspan", "--decomposition", str(exact_dir), "--layers", "pool", "--pool", "toyworld",
+    code = cli.main(["textspan", "--store", str(exact_dir), "--layers", "pool", "--pool", "toyworld",
                      "--m", "3", "--out", str(tmp_path / "never")])  # fmt: skip
     assert code == 2 and "has no pool heads" in capsys.readouterr().err
     assert DecompositionStore.open(exact_dir).load().pool_mlp is not None

@@ -95,7 +95,7 @@ def test_reports_artifacts_and_onnx_carry_the_run_preprocessing(
     report = json.loads((tmp_path / "run" / "report.json").read_text())
     assert report["model"]["preprocessing"] == custom_bb.preprocessing
     assert "mean [0.5, 0.25, 0.125], std [0.2, 0.3, 0.4], bilinear" in (tmp_path / "run" / "report.md").read_text()
-    store = DecompositionStore.open(report["calibration"]["store"])
+    store = DecompositionStore.open(tmp_path / "run" / report["calibration"]["store"])  # relative to the report
     assert store.meta["preprocessing"] == custom_bb.preprocessing
 
     artifact = tmp_path / "export" / "edit.safetensors"

@@ -40,7 +40,7 @@ def pool(tmp_path_factory) -> Path:
 
 def test_textspan_report(stores, pool, tmp_path, capsys):
     out = tmp_path / "report"
-    code = main(["textspan", "--decomposition", str(stores["train"]), "--pool", str(pool), "--m", "5",
+    code = main(["textspan", "--store", str(stores["train"]), "--pool", str(pool), "--m", "5",
                  "--layers", "last:2", "--variant", "official", "--k", "12", "--out", str(out)])  # fmt: skip
     assert code == 0
     report = json.loads((out / "report.json").read_text())
@@ -57,7 +57,7 @@ def test_textspan_report(stores, pool, tmp_path, capsys):
     assert (out / "overview.png").read_bytes()[:4] == b"\x89PNG"
     assert "L2.H0" in capsys.readouterr().out
     insisted = tmp_path / "insisted"
-    assert main(["textspan", "--decomposition", str(stores["train"]), "--pool", str(pool), "--m", "3", "--layers",
+    assert main(["textspan", "--store", str(stores["train"]), "--pool", str(pool), "--m", "3", "--layers",
                  "last:1", "--variant", "official", "--k", "14", "--insist-k", "--out", str(insisted)]) == 0
     assert {h["k_used"] for h in json.loads((insisted / "report.json").read_text())["heads"]} == {14}
 
@@ -70,13 +70,13 @@ def test_textspan_report(stores, pool, tmp_path, capsys):
         (["--m", "500"], "--m 500 is out of range"),
         (["--pool", "no-such-pool.txt"], "neither a shipped pool"),
         (["--pool", "EMPTY"], "is empty"),
-        (["--decomposition", "MISSING"], "not a decomposition store"),
+        (["--store", "MISSING"], "not a decomposition store"),
     ],
 )
 def test_textspan_bad_input_exits_2_and_writes_nothing(stores, pool, tmp_path, capsys, args, message):
     empty = tmp_path / "empty.txt"
     empty.write_text("# only a comment\n")
-    options = {"--decomposition": str(stores["train"]), "--pool": str(pool), "--m": "3", "--layers": "last:1"}
+    options = {"--store": str(stores["train"]), "--pool": str(pool), "--m": "3", "--layers": "last:1"}
     assert_refused("textspan", options, args, message, tmp_path, capsys, EMPTY=str(empty))
 
 
@@ -88,7 +88,9 @@ def assert_refused(command, options, changes, message, tmp_path, capsys, **place
     for flag, value in zip(changes[::2], changes[1::2], strict=True):
         options[flag] = placeholders.get(value, value)
     out = tmp_path / "out"
-    assert main([command, *[x for kv in options.items() for x in kv], "--out", str(out)]) == 2
+    lists = ("--classes", "--m")  # space-separated lists: "a b" is two items
+    argv = [x for flag, value in options.items() for x in (flag, *(value.split() if flag in lists else [value]))]
+    assert main([command, *argv, "--out", str(out)]) == 2
     assert message in capsys.readouterr().err
     assert not out.exists()
 
@@ -146,9 +148,9 @@ def test_textspan_curve_limits(stores, classifier):
 
 def test_curves_command(stores, pool, tmp_path, capsys):
     out = tmp_path / "curves"
-    code = main(["curves", "--decomposition", str(stores["test"]), "--calibration", str(stores["train"]),
-                 "--classes", "landbird,waterbird", "--templates", "a photo of a {}.", "--pool", str(pool),
-                 "--last", "2", "--m", "2,4", "--out", str(out)])  # fmt: skip
+    code = main(["curves", "--store", str(stores["test"]), "--calibration", str(stores["train"]),
+                 "--classes", "landbird", "waterbird", "--templates", "a photo of a {}.", "--pool", str(pool),
+                 "--last", "2", "--m", "2", "4", "--out", str(out)])  # fmt: skip
     assert code == 0
     result = json.loads((out / "curves.json").read_text())
     assert len(result["ablation"]["attention"]) == 5 and result["textspan"]["m"] == [0, 2, 4]
@@ -160,15 +162,15 @@ def test_curves_command(stores, pool, tmp_path, capsys):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--m", "0,4"], "--m values must be in 1.."),
+        (["--m", "0 4"], "--m values must be in 1.."),
         (["--last", "9"], "--last 9 is out of range"),
         (["--classes", "bird"], "at least two classes"),
-        (["--label-column", "colour"], "has no column 'colour'"),
+        (["--label", "colour"], "has no column 'colour'"),
         (["--calibration", "MISSING"], "not a decomposition store"),
     ],
 )
 def test_curves_bad_input_exits_2_and_writes_nothing(stores, pool, tmp_path, capsys, args, message):
-    options = {"--decomposition": str(stores["test"]), "--classes": "a,b", "--pool": str(pool), "--m": "2",
+    options = {"--store": str(stores["test"]), "--classes": "a b", "--pool": str(pool), "--m": "2",
                "--last": "1"}  # fmt: skip
     assert_refused("curves", options, args, message, tmp_path, capsys)
 
@@ -177,7 +179,7 @@ def test_retrieval_ranks_by_the_head_contribution(stores, tmp_path, capsys):
     store = DecompositionStore.open(stores["test"])
     query_id = store.ids[3]
     out = tmp_path / "retrieve"
-    assert main(["retrieve", "--decomposition", str(stores["test"]), "--head", "L3.H1", "--image", query_id,
+    assert main(["retrieve", "--store", str(stores["test"]), "--head", "L3.H1", "--image", query_id,
                  "--top", "5", "--out", str(out)]) == 0  # fmt: skip
     results = json.loads((out / "results.json").read_text())["results"]
     head = store.read("heads", index=(3, 1))
@@ -188,7 +190,7 @@ def test_retrieval_ranks_by_the_head_contribution(stores, tmp_path, capsys):
     assert (out / "contact_sheet.png").read_bytes()[:4] == b"\x89PNG"
 
     text_out = tmp_path / "text"
-    assert main(["retrieve", "--decomposition", str(stores["test"]), "--head", "L2.H0", "--text", "a red bird",
+    assert main(["retrieve", "--store", str(stores["test"]), "--head", "L2.H0", "--text", "a red bird",
                  "--top", "3", "--out", str(text_out)]) == 0  # fmt: skip
     scores = [r["score"] for r in json.loads((text_out / "results.json").read_text())["results"]]
     assert len(scores) == 3 and scores == sorted(scores, reverse=True)
@@ -204,7 +206,7 @@ def test_retrieval_ranks_by_the_head_contribution(stores, tmp_path, capsys):
     ],
 )
 def test_retrieve_bad_input_exits_2_and_writes_nothing(stores, tmp_path, capsys, args, message):
-    options = {"--decomposition": str(stores["test"]), "--head": "L1.H0"}
+    options = {"--store": str(stores["test"]), "--head": "L1.H0"}
     if "--image" not in args:
         options["--text"] = "a bird"
     assert_refused("retrieve", options, args, message, tmp_path, capsys)
@@ -233,7 +235,7 @@ def test_retrieval_by_an_image_file_decomposes_it_with_the_store_model(stores, t
         (["--score", "dot", "--no-centre"], head @ own),  # the official notebook's raw dot product
     ]:
         out = tmp_path / f"out{len(extra)}"
-        assert main(["retrieve", "--decomposition", str(stores["test"]), "--head", "L3.H1", "--image", str(query),
+        assert main(["retrieve", "--store", str(stores["test"]), "--head", "L3.H1", "--image", str(query),
                      "--top", "6", *extra, "--out", str(out)]) == 0  # fmt: skip
         report = json.loads((out / "results.json").read_text())
         assert report["score"] == (extra[1] if extra else "cosine") and report["query_file"] == str(query)
@@ -245,7 +247,7 @@ def test_retrieval_by_an_image_file_decomposes_it_with_the_store_model(stores, t
     # the file of a stored image is that stored row: excluded from its own results, as its id is
     by_id, by_path = tmp_path / "by-id", tmp_path / "by-path"
     for target, image in ((by_id, store.ids[2]), (by_path, str(store.image_path(2)))):
-        assert main(["retrieve", "--decomposition", str(stores["test"]), "--head", "L2.H0", "--image", image,
+        assert main(["retrieve", "--store", str(stores["test"]), "--head", "L2.H0", "--image", image,
                      "--score", "dot", "--out", str(target)]) == 0  # fmt: skip
     rows = [[r["index"] for r in json.loads((t / "results.json").read_text())["results"]] for t in (by_id, by_path)]
     assert rows[0] == rows[1] and 2 not in rows[0]
@@ -270,7 +272,7 @@ def test_rank_by_head_scores() -> None:
 def test_retrieve_refuses_unreadable_query_files(stores, tmp_path, capsys):
     bad = tmp_path / "bad.png"
     bad.write_text("not an image")
-    options = {"--decomposition": str(stores["test"]), "--head": "L1.H0"}
+    options = {"--store": str(stores["test"]), "--head": "L1.H0"}
     assert_refused("retrieve", options, ["--image", str(bad)], "cannot read query image", tmp_path, capsys)
     assert_refused("retrieve", options, ["--image", "MISSING"], "and is not an image file", tmp_path, capsys)
 
@@ -280,14 +282,14 @@ def test_curves_take_a_class_source(stores, tmp_path, capsys):
     cub.mkdir()
     (cub / "classes.txt").write_text("1 001.Land_bird\n2 002.Water_bird\n")
     reports = []
-    for classes in (f"cub:{cub}", "Land bird,Water bird"):
+    for classes in ([f"cub:{cub}"], ["Land bird", "Water bird"]):
         out = tmp_path / f"curves{len(reports)}"
-        assert main(["curves", "--decomposition", str(stores["test"]), "--classes", classes, "--only", "ablation",
+        assert main(["curves", "--store", str(stores["test"]), "--classes", *classes, "--only", "ablation",
                      "--templates", "a photo of a {}.", "--out", str(out)]) == 0  # fmt: skip
         reports.append(json.loads((out / "curves.json").read_text()))
     assert reports[0]["classes"] == ["Land bird", "Water bird"]
     assert reports[0]["ablation"] == reports[1]["ablation"]
-    options = {"--decomposition": str(stores["test"]), "--only": "ablation"}
+    options = {"--store": str(stores["test"]), "--only": "ablation"}
     assert_refused("curves", options, ["--classes", "imagefolder:MISSING"], "is not a folder", tmp_path, capsys)
     assert_refused("curves", options, ["--classes", f"cub:{tmp_path}"], "classes.txt' does not exist", tmp_path,
                    capsys)  # fmt: skip

@@ -120,7 +120,7 @@ def test_weights_target_is_reported_with_its_fidelity(base: dict, tmp_path: Path
     assert fidelity["acc_avg_diff"] == pytest.approx(
         evaluation["metrics"]["edited"]["acc_avg"] - evaluation["metrics"]["edited (direct)"]["acc_avg"]
     )
-    assert "weights fidelity" in (tmp_path / "run" / "report.md").read_text()
+    assert "patched weights vs direct edit" in (tmp_path / "run" / "report.md").read_text()
 
 
 def test_run_command_writes_the_report(base: dict, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -150,7 +150,7 @@ def test_run_command_writes_the_report(base: dict, tmp_path: Path, capsys: pytes
     markdown = (out / "report.md").read_text()
     assert "| waterbird / land (`y:1_place:0`) | 4 |" in markdown and "**Warning:**" in markdown
     assert (out / "groups.png").read_bytes()[:4] == b"\x89PNG"
-    assert Path(report["export"]["safetensors"]).is_file() and report["export"]["onnx"]["parity"]["passed"]
+    assert (out / report["export"]["safetensors"]).is_file() and report["export"]["onnx"]["parity"]["passed"]
     assert "## Export" in (out / "report.md").read_text()
     assert EditSpec.from_yaml(out / "spec.yaml") == EditSpec.from_dict(base)
     # a second run refuses the non-empty folder, and --overwrite writes into it
@@ -244,6 +244,13 @@ def test_demo_runs_end_to_end(tiny_files: tuple[Path, Path], tmp_path: Path, mon
     assert summary["goal"]["met"] == result.goal_met and len(summary["calibration_trials"]) <= 3
     assert Path("demo/export/model.onnx").is_file() and Path("demo/report/report.json").is_file()
     assert any(line.startswith("goal (worst group +10 points") for line in lines)
+    written = yaml.safe_load(Path("demo/spec.yaml").read_text())  # portable: paths relative to the spec
+    assert written["calibration"]["data"]["root"] == "data" and written["export"]["dir"] == "export"
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    moved = EditSpec.from_yaml(tmp_path / "demo" / "spec.yaml")
+    assert Path(moved.calibration.data.root) == tmp_path / "demo" / "data"
+    monkeypatch.chdir(tmp_path)
     with pytest.raises(editclip.EditclipError, match="not empty"):
         run_demo("demo", model={"checkpoint": str(checkpoint), "config": str(config)}, log=lines.append)
 

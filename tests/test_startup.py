@@ -54,7 +54,7 @@ def test_validate_of_a_spec_with_a_known_shape_starts_without_torch(tmp_path: Pa
 
 def test_probe_sees_heavy_imports(tmp_path: Path) -> None:
     """The probe is not blind: a command that loads a model reports torch."""
-    run = probe(("toyworld", "report", "--heads", "0"), cwd=tmp_path)
+    run = probe(("toyworld", "report", "--n-heads", "0"), cwd=tmp_path)
     assert run.exit_code == 2  # refused after its imports
     assert "torch" in run.heavy
 

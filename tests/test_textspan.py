@@ -121,7 +121,7 @@ def test_a_pool_that_runs_out_of_directions_is_an_error():
 def test_bench_runs_the_previous_implementation_and_finds_the_same_picks(variant, capsys):
     from editclip.cli import main
 
-    args = ["bench", "textspan", "--heads", "3", "--images", "300", "--texts", "200", "--dim", "48", "--m", "12",
+    args = ["bench", "textspan", "--n-heads", "3", "--images", "300", "--texts", "200", "--dim", "48", "--m", "12",
             "--k", "30", "--old-heads", "2", "--device", "cpu", "--variant", variant]  # fmt: skip
     assert main(args) == 0
     out = capsys.readouterr().out

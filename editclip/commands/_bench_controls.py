@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import EditclipError
 from ..names import parse_head
+from ._common import list_item
 
 if TYPE_CHECKING:
     from ..edited import EditTensors
@@ -33,9 +34,10 @@ def register_controls(bench_subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--images", type=int, default=2000, help="images in the stored decomposition (default 2000)")
     p.add_argument("--random-heads", type=int, default=20, help="R, the number of random head sets (default 20)")
-    p.add_argument("--heads", nargs="+", default=list(DEMO_HEADS), help="the edit's heads (default the demo's)")
+    p.add_argument("--heads", nargs="+", type=list_item("head names"), default=list(DEMO_HEADS),
+                   help="the edit's heads (default the demo's)")
     p.add_argument("--layers", default="same", help="layers the controls are drawn from (default same)")
-    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--repeats", type=int, default=5, help="timed runs per variant (the median is shown)")
     p.set_defaults(func=run_controls_bench)
 
 

@@ -34,7 +34,7 @@ def register_export(bench_subparsers: argparse._SubParsersAction) -> None:
     add_model_args(p)
     p.add_argument("--edit", help="edit artifact to time instead of the synthetic edit")
     p.add_argument("--batch-size", type=int, default=16, help="throughput batch size (default 16)")
-    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--repeats", type=int, default=5, help="timed runs per variant (the median is shown)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch and onnxruntime (default: torch's)")
     p.add_argument("--fp16", action="store_true", help="time fp16 ONNX files (torch stays fp32)")
     p.add_argument("--providers", default="cpu", help="onnxruntime providers: cpu (default), cuda, tensorrt, auto")

@@ -28,11 +28,11 @@ def register_segment(bench_subparsers: argparse._SubParsersAction) -> None:
         "before each call (RSS on CPU, allocator peak on CUDA).",
     )
     p.add_argument("--model", default="ViT-L-14", help="open_clip model name (default ViT-L-14)")
-    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--batch-size", type=int, default=4, help="images per call")
     p.add_argument("--classes", type=int, default=10, help="number of candidate class directions (random)")
     p.add_argument("--layers", default="all", help="layers summed in the heatmaps (default all)")
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--repeats", type=int, default=3, help="timed runs per variant (the median is shown)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ...")
     p.set_defaults(func=run_segment_bench)
 
 

@@ -27,15 +27,16 @@ def register_textspan(bench_subparsers: argparse._SubParsersAction) -> None:
         help="time TextSpan against the previous batched implementation on synthetic head data",
         description="Time TextSpan on synthetic head data (a few text directions plus noise per head): the "
         "library's implementation and the previous batched one (which deflated every head's texts at every "
-        "step), in one run, and check that they choose the same texts. Defaults are the reference size "
-        "(64 heads, N=10,000, M=3,500, D=768, m=20).",
+        "step), in one run, and check that they choose the same texts. Defaults: 64 heads "
+        "(the last 4 layers of ViT-L-14), N=10,000 images, M=3,500 texts, D=768, m=20.",
     )
-    p.add_argument("--heads", type=int, default=64, help="number of heads K")
+    p.add_argument("--n-heads", type=int, default=64, help="number of heads K")
+    p.add_argument("--heads", dest="n_heads", type=int, help=argparse.SUPPRESS)  # the old name of --n-heads
     p.add_argument("--images", type=int, default=10_000, help="images per head N")
     p.add_argument("--texts", type=int, default=3_500, help="pool size M")
     p.add_argument("--dim", type=int, default=768, help="embedding width D")
     p.add_argument("--m", type=int, default=20, help="texts chosen per head")
-    p.add_argument("--variant", choices=VARIANTS, default="official")
+    p.add_argument("--variant", choices=VARIANTS, default="official", help="TextSpan variant")
     p.add_argument("--k", type=int, default=80, help="official variant: rank of the text projection")
     p.add_argument(
         "--old-heads",
@@ -45,9 +46,11 @@ def register_textspan(bench_subparsers: argparse._SubParsersAction) -> None:
         "(heads are independent); default: all heads",
     )
     p.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
-    p.add_argument("--precision", choices=("float64", "float32"), default="float64",
+    p.add_argument("--textspan-precision", choices=("float64", "float32"), default="float64",
                    help="float32: the paper variant only (the official variant needs float64)")  # fmt: skip
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--precision", dest="textspan_precision", choices=("float64", "float32"),
+                   help=argparse.SUPPRESS)  # the old name of --textspan-precision
+    p.add_argument("--seed", type=int, default=0, help="seed of the random data")
     p.set_defaults(func=run_textspan)
 
 
@@ -57,18 +60,18 @@ def run_textspan(args: argparse.Namespace) -> int:
 
     from .._textspan import textspan
 
-    for name in ("heads", "images", "texts", "dim", "m"):
+    for name in ("n_heads", "images", "texts", "dim", "m"):
         if getattr(args, name) < 1:
-            raise EditclipError(f"--{name} must be >= 1; got {getattr(args, name)}")
-    old_heads = args.heads if args.old_heads is None else args.old_heads
-    if not 1 <= old_heads <= args.heads:
-        raise EditclipError(f"--old-heads must be in 1..{args.heads}; got {args.old_heads}")
-    if args.precision == "float32" and args.variant == "official":
+            raise EditclipError(f"--{name.replace('_', '-')} must be >= 1; got {getattr(args, name)}")
+    old_heads = args.n_heads if args.old_heads is None else args.old_heads
+    if not 1 <= old_heads <= args.n_heads:
+        raise EditclipError(f"--old-heads must be in 1..{args.n_heads}; got {args.old_heads}")
+    if args.textspan_precision == "float32" and args.variant == "official":
         raise EditclipError("--precision float32 is for the paper variant only: the official variant needs float64")
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    dtype = torch.float64 if args.precision == "float64" else torch.float32
-    c, r = synthetic_heads(args.heads, args.images, args.texts, args.dim, seed=args.seed)
-    options = {"variant": args.variant, "k": args.k, "device": device, "precision": args.precision}
+    dtype = torch.float64 if args.textspan_precision == "float64" else torch.float32
+    c, r = synthetic_heads(args.n_heads, args.images, args.texts, args.dim, seed=args.seed)
+    options = {"variant": args.variant, "k": args.k, "device": device, "precision": args.textspan_precision}
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the warm-up's k exceeds its 100-image rank
@@ -83,16 +86,16 @@ def run_textspan(args: argparse.Namespace) -> int:
     start = _clock(device)
     old = textspan_before(c[:old_heads], r, args.m, args.variant, args.k, device, dtype)
     t_old_measured = _clock(device) - start
-    t_old = t_old_measured * args.heads / old_heads
+    t_old = t_old_measured * args.n_heads / old_heads
 
     same = torch.equal(old, new.indices[:old_heads])
     print(
         f"TextSpan ({args.variant}{f', k={args.k}' if args.variant == 'official' else ''}): "
-        f"{args.heads} heads, N={args.images}, M={args.texts}, D={args.dim}, m={args.m}, "
-        f"device {device} ({torch.get_num_threads()} threads), {args.precision}"
+        f"{args.n_heads} heads, N={args.images}, M={args.texts}, D={args.dim}, m={args.m}, "
+        f"device {device} ({torch.get_num_threads()} threads), {args.textspan_precision}"
     )
     print(f"  textspan (R U, R S U, U^T S U)   {t_new:10.2f} s")
-    scaled = "" if old_heads == args.heads else f"  (measured {t_old_measured:.2f} s on {old_heads} heads, scaled)"
+    scaled = "" if old_heads == args.n_heads else f"  (measured {t_old_measured:.2f} s on {old_heads} heads, scaled)"
     print(f"  previous (deflates the texts)    {t_old:10.2f} s{scaled}")
     print(f"  speed-up                         {t_old / t_new:10.1f}x  (target >= 5x at the reference size)")
     print(f"  same texts in the same order on the {old_heads} heads run by both: {'yes' if same else 'NO'}")

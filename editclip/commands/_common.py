@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from .._constants import FORMATS
@@ -31,8 +32,9 @@ def add_model_args(parser: argparse.ArgumentParser, required: bool = True) -> No
         "(random weights)",
     )
     group.add_argument("--toyworld", action="store_true", help="the tiny CLIP shipped with editclip")
-    group.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ... (default cpu)")
-    group.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "bf16"))
+    group.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ...")
+    group.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "bf16"),
+                       help="precision the model runs in")
     parser.set_defaults(_model_required=required)
 
 
@@ -45,7 +47,7 @@ def backbone_from_args(args: argparse.Namespace) -> Backbone:
             raise EditclipError("--toyworld takes no --model, --pretrained or --checkpoint")
         from ..toyworld import load as load_toyworld
 
-        return load_toyworld(device=args.device)
+        return load_toyworld(device=args.device, precision=args.precision)
     if args.checkpoint:
         if args.pretrained:
             raise EditclipError("give either --pretrained or --checkpoint, not both")
@@ -81,11 +83,54 @@ class _DeprecatedAlias(argparse.Action):
         setattr(namespace, self.dest, True)
 
 
+TEMPLATES_HELP = (
+    "prompt templates with {} for the class name, or a set name (openai_imagenet, simple_imagenet); default: "
+    "the model's own, i.e. the toy world's templates for the toy CLIP and openai_imagenet for other models"
+)
+
+
+def list_item(what: str) -> Callable[[str], str]:
+    """An argparse ``type`` for one item of a space-separated list (``--classes triangle circle``): an item
+    with a comma is refused with a hint, since lists are never comma-separated."""
+
+    def check(value: str) -> str:
+        if "," in value:
+            spaced = " ".join(part.strip() for part in value.split(",") if part.strip())
+            raise argparse.ArgumentTypeError(f"{value!r}: give {what} separated by spaces ({spaced}), not commas")
+        return value
+
+    check.__name__ = what  # argparse names the type in its messages
+    return check
+
+
+def add_classes_arg(parser: argparse.ArgumentParser | argparse._ArgumentGroup, required: bool = False,
+                    help: str = "class names in label order") -> None:  # fmt: skip
+    """--classes NAME [NAME ...]."""
+    parser.add_argument("--classes", nargs="+", type=list_item("class names"), required=required, metavar="CLASS",
+                        help=help)  # fmt: skip
+
+
+def add_templates_arg(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """--templates TEMPLATE [TEMPLATE ...] (default: :func:`editclip.text.default_templates`)."""
+    parser.add_argument("--templates", nargs="+", metavar="TEMPLATE", help=TEMPLATES_HELP)
+
+
+def templates_from_args(values: Sequence[str] | None, bb: Backbone) -> str | list[str]:
+    """The templates ``--templates`` names: one set name, format strings, or the model's default."""
+    from .._constants import TEMPLATE_SETS
+    from ..text import default_templates
+
+    if not values:
+        return default_templates(bb)
+    return values[0] if len(values) == 1 and values[0] in TEMPLATE_SETS else list(values)
+
+
 def add_data_args(parser: argparse.ArgumentParser, prefix: str = "", required: bool = True) -> None:
     """--data ROOT [--format] [--split] [--max-images] [--allow-outside-root] [--max-image-pixels]."""
     group = parser.add_argument_group("data")
     group.add_argument(f"--{prefix}data", required=required, help="Waterbirds root, CSV manifest or image folder")
-    group.add_argument(f"--{prefix}format", default="auto", choices=FORMATS)
+    group.add_argument(f"--{prefix}format", default="auto", choices=FORMATS,
+                       help="dataset layout (auto: from the files)")
     group.add_argument(f"--{prefix}split", help="train, val, test (or 0, 1, 2) for metadata.csv datasets")
     group.add_argument(f"--{prefix}max-images", type=int, help="use only the first N images")
     group.add_argument(f"--{prefix}allow-outside-root", action="store_true",

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from .._io import staged_dir, write_json
 from ..errors import EditclipError
-from ._common import add_overwrite_arg
+from ._common import add_classes_arg, add_overwrite_arg, add_templates_arg, templates_from_args
 from .textspan import add_store_arg, add_textspan_args, check_out, open_store
 
 
@@ -20,18 +20,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     add_store_arg(parser)
     parser.add_argument("--calibration", help="store whose means and TextSpan bases are used (default: the same)")
-    parser.add_argument("--classes", required=True,
-                        help="class names, comma-separated, a file with one per line (index = label), or a class "
-                        "source: imagenet, imagefolder:PATH, cub:PATH")  # fmt: skip
-    parser.add_argument("--label-column", default="y", help="store column with each image's class index")
-    parser.add_argument("--templates", nargs="+", default=["openai_imagenet"],
-                        help="a template set (openai_imagenet, simple_imagenet) or templates with '{}'")  # fmt: skip
+    add_classes_arg(parser, required=True, help="class names in label order (index = label), one file with one "
+                    "name per line, or one class source: imagenet, imagefolder:PATH, cub:PATH")
+    parser.add_argument("--label", default="y", help="store column with each image's class index")
+    parser.add_argument("--label-column", dest="label", help=argparse.SUPPRESS)  # the old name of --label
+    add_templates_arg(parser)
     parser.add_argument("--only", choices=("ablation", "textspan"), help="compute only one of the two curves")
     parser.add_argument("--pool", default="general", help="TextSpan pool: general, toyworld, or a text file")
-    parser.add_argument("--last", type=int, default=4, help="layers whose heads are reconstructed (default 4)")
-    parser.add_argument("--m", default="10,20,30,40,50,60", help="texts per head, comma-separated")
+    parser.add_argument("--last", type=int, default=4, help="layers whose heads are reconstructed")
+    parser.add_argument("--m", nargs="+", type=int, default=[10, 20, 30, 40, 50, 60], metavar="M",
+                        help="texts per head, one curve point each (e.g. --m 10 20 30)")
     add_textspan_args(parser)
-    parser.add_argument("--device", default="cpu", help="device for the text tower and TextSpan (default cpu)")
+    parser.add_argument("--device", default="cpu", help="device for the text tower and TextSpan")
     parser.add_argument("--out", required=True, help="output folder")
     add_overwrite_arg(parser, "the files of a non-empty --out")
     parser.set_defaults(func=run)
@@ -46,27 +46,27 @@ def run(args: argparse.Namespace) -> int:
     from ..text import encode_texts, load_pool, read_lines
 
     out = check_out(args)
-    store = open_store(args.decomposition)
+    store = open_store(args.store)
     calibration = open_store(args.calibration) if args.calibration else store
     check_calibration(store, calibration)
-    labels = torch.from_numpy(store.column(args.label_column))
-    if is_class_source(args.classes):
-        classes = resolve_classes(args.classes)
-    elif Path(args.classes).is_file():
-        classes = read_lines(args.classes, "class list")
+    labels = torch.from_numpy(store.column(args.label))
+    one = args.classes[0] if len(args.classes) == 1 else None
+    if one is not None and is_class_source(one):
+        classes = resolve_classes(one)
+    elif one is not None and Path(one).is_file():
+        classes = read_lines(one, "class list")
     else:
-        classes = _split(args.classes)
+        classes = list(args.classes)
     if len(classes) < 2:
         raise EditclipError(f"--classes needs at least two classes or a class source (imagenet, imagefolder:PATH, "
                             f"cub:PATH); got {classes}")  # fmt: skip
     if labels.min() < 0 or labels.max() >= len(classes):
-        raise EditclipError(f"column {args.label_column!r} has labels {int(labels.min())}..{int(labels.max())} "
+        raise EditclipError(f"column {args.label!r} has labels {int(labels.min())}..{int(labels.max())} "
                             f"but {len(classes)} classes were given")  # fmt: skip
-    templates = args.templates[0] if len(args.templates) == 1 and "{}" not in args.templates[0] else args.templates
     do_textspan = args.only != "ablation"
     if do_textspan:
         pool = load_pool(args.pool)
-        m_values = _ints(args.m)
+        m_values = list(args.m)
         n_layers = int(store.meta["shape"]["layers"])
         if not 1 <= args.last <= n_layers:
             raise EditclipError(f"--last {args.last} is out of range: this model has {n_layers} layers")
@@ -74,20 +74,21 @@ def run(args: argparse.Namespace) -> int:
         if min(m_values) < 1 or max(m_values) > limit:
             why = f"pool {args.pool!r} has {len(pool)} texts"
             why += f", --k is {args.k}" if args.variant == "official" else ""
-            raise EditclipError(f"--m values must be in 1..{limit} ({why}); got {args.m}")
+            raise EditclipError(f"--m values must be in 1..{limit} ({why}); got {' '.join(map(str, args.m))}")
 
     bb = backbone_for_store(store, args.device)
+    templates = templates_from_args(args.templates, bb)
     classifier = encode_texts(bb, classes, templates)
     ablation = ablation_curve(store, classifier, labels, calibration) if args.only != "textspan" else None
     reconstruction = None
     if do_textspan:
         reconstruction = textspan_curve(store, classifier, labels, encode_texts(bb, pool), m_values, last=args.last,
                                         variant=args.variant, k=args.k, strict_k=args.insist_k,
-                                        calibration=calibration,
-                                        device=args.device, precision=args.precision, names=pool)  # fmt: skip
+                                        calibration=calibration, device=args.device,
+                                        precision=args.textspan_precision, names=pool)  # fmt: skip
         reconstruction["pool"] = args.pool
 
-    setup = {"classes": classes, "label_column": args.label_column, "templates": args.templates}
+    setup = {"classes": classes, "label_column": args.label, "templates": templates}
     with staged_dir(out) as stage:
         write_json(stage / "curves.json", {**setup, "ablation": ablation, "textspan": reconstruction})
         plot_curves(ablation, reconstruction, stage / "curves.png")
@@ -104,13 +105,3 @@ def run(args: argparse.Namespace) -> int:
           "curves.png")  # fmt: skip
     return 0
 
-
-def _split(text: str) -> list[str]:
-    return [part.strip() for part in text.split(",") if part.strip()]
-
-
-def _ints(text: str) -> list[int]:
-    try:
-        return [int(part) for part in _split(text)] or [0]
-    except ValueError:
-        raise EditclipError(f"--m {text!r}: expected comma-separated integers, e.g. 10,20,30") from None

@@ -20,11 +20,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_model_args(parser)
     add_data_args(parser)
     parser.add_argument("--out", required=True, help="store folder (created; an interrupted run resumes)")
-    parser.add_argument("--convention", default="exact", choices=CONVENTIONS)
+    parser.add_argument("--convention", default="exact", choices=CONVENTIONS,
+                        help="post-LayerNorm split of the parts (docs/method.md section 1)")
     parser.add_argument("--token-layers", help="also store per-source-token parts of these layers (e.g. last:4)")
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=32, help="images per forward pass")
     parser.add_argument("--chunk-size", type=int, default=256, help="images per chunk file")
-    parser.add_argument("--dtype", default="float32", choices=("float32", "float16"), help="storage dtype")
+    parser.add_argument("--store-dtype", default="float32", choices=("float32", "float16"),
+                        help="dtype the parts are stored in (the model runs in --precision)")
+    parser.add_argument("--dtype", dest="store_dtype", choices=("float32", "float16"),
+                        help=argparse.SUPPRESS)  # the old name of --store-dtype
     parser.add_argument("--shard", help="K/N: compute every N-th chunk starting at K (default: torchrun rank)")
     parser.add_argument("--workers", type=int, default=0, help="image-loading worker processes")
     parser.add_argument("--wait", action="store_true",
@@ -50,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
         token_layers=token_layers,
         batch_size=args.batch_size,
         chunk_size=args.chunk_size,
-        dtype=args.dtype,
+        dtype=args.store_dtype,
         shard=shard,
         workers=args.workers,
         wait=args.wait,

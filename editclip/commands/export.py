@@ -10,7 +10,14 @@ from typing import TYPE_CHECKING
 from .._constants import PARITY_BATCH_SIZES
 from .._io import prepare_output
 from ..errors import EditclipError
-from ._common import add_model_args, add_overwrite_arg, backbone_from_args
+from ._common import (
+    add_classes_arg,
+    add_model_args,
+    add_overwrite_arg,
+    add_templates_arg,
+    backbone_from_args,
+    templates_from_args,
+)
 
 if TYPE_CHECKING:
     from torch import nn
@@ -41,6 +48,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="batch sizes of the parity check (default %(default)s)",
     )
     p.add_argument("--no-check", action="store_true", help="skip the onnxruntime parity check")
+    classifier = p.add_argument_group("zero-shot classifier (images -> class probabilities, text classifier baked in)")
+    add_classes_arg(classifier, help="export a classifier over these classes instead of the embeddings")
+    add_templates_arg(classifier)
     p.set_defaults(func=run)
 
 
@@ -55,17 +65,21 @@ def run(args: argparse.Namespace) -> int:
         prepare_output(path, args.overwrite, "file")
     from ..export import export_onnx
 
-    model, metadata = model_from_args(args)
-    report = export_onnx(
-        model,
-        args.out,
-        opset=args.opset,
-        fp16=args.fp16,
-        normalize=args.normalize,
-        metadata=metadata,
-        check=not args.no_check,
-        batch_sizes=batch_sizes,
-    )
+    if args.templates and not args.classes:
+        raise EditclipError("--templates go with --classes (the zero-shot classifier export)")
+    if args.classes and args.normalize:
+        raise EditclipError("--normalize is for embeddings; a classifier (--classes) outputs probabilities")
+    model, metadata, bb = model_from_args(args)
+    options = {"opset": args.opset, "fp16": args.fp16, "check": not args.no_check, "batch_sizes": batch_sizes}
+    if args.classes:
+        from ..zero_shot_export import export_classifier
+
+        templates = templates_from_args(args.templates, bb)
+        report = export_classifier(model, bb, args.classes, templates, args.out, metadata=metadata, **options)
+        print(f"{metadata['kind']} {metadata['model_id']} classifier over {len(args.classes)} classes: "
+              f"{report.summary()}")  # fmt: skip
+        return 0
+    report = export_onnx(model, args.out, normalize=args.normalize, metadata=metadata, **options)
     print(f"{metadata['kind']} {metadata['model_id']}: {report.summary()}")
     return 0
 
@@ -74,9 +88,10 @@ def _has_model_args(args: argparse.Namespace) -> bool:
     return bool(args.model or args.checkpoint or args.model_config or args.toyworld)
 
 
-def model_from_args(args: argparse.Namespace) -> tuple[nn.Module, dict[str, str]]:
-    """The model to export and its metadata: an EditedCLIP for --edit, else the model the arguments name
-    (kind 'patched' when it is a checkpoint written by save_patched_checkpoint)."""
+def model_from_args(args: argparse.Namespace) -> tuple[nn.Module, dict[str, str], Backbone]:
+    """The model to export, its metadata and the backbone it came from (whose text tower names classes): an
+    EditedCLIP for --edit, else the model the arguments name (kind 'patched' when it is a checkpoint written
+    by save_patched_checkpoint)."""
     from ..edited import EditedCLIP
     from ..export import CHECKPOINT_FORMAT, check_base, model_metadata, read_edit, read_metadata
 
@@ -84,7 +99,7 @@ def model_from_args(args: argparse.Namespace) -> tuple[nn.Module, dict[str, str]
         tensors, meta = read_edit(args.edit)
         bb = backbone_from_args(args) if _has_model_args(args) else _base_of(meta, args)
         check_base(meta, bb, args.edit)
-        return EditedCLIP(bb.model, tensors), {**model_metadata(bb, "edited"), **_without_format(meta)}
+        return EditedCLIP(bb.model, tensors), {**model_metadata(bb, "edited"), **_without_format(meta)}, bb
     bb = backbone_from_args(args)
     if args.checkpoint and str(args.checkpoint).endswith(".safetensors"):
         meta = read_metadata(args.checkpoint)
@@ -95,8 +110,8 @@ def model_from_args(args: argparse.Namespace) -> tuple[nn.Module, dict[str, str]
             **model_metadata(bb, "patched"),
             **_without_format(meta),
             "weights_fingerprint": bb.fingerprint,
-        }
-    return bb.model, model_metadata(bb, "base")
+        }, bb
+    return bb.model, model_metadata(bb, "base"), bb
 
 
 def _patched_folder_metadata(model: str | None) -> dict[str, str]:

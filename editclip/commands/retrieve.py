@@ -31,13 +31,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     query.add_argument("--text", help="query text")
     query.add_argument("--image", help="query image: its id in the store, or an image file (decomposed with the "
                        "store's model and preprocessing)")  # fmt: skip
-    parser.add_argument("--top", type=int, default=8, help="images to return (default 8)")
+    parser.add_argument("--top", type=int, default=8, help="images to return")
     parser.add_argument("--no-centre", dest="centre", action="store_false",
                         help="compare raw contributions, without subtracting the head's mean")  # fmt: skip
     parser.add_argument("--score", choices=("cosine", "dot"), default="cosine",
-                        help="cosine similarity (default) or the official notebook's plain dot product (with "
+                        help="cosine similarity or the official notebook's plain dot product (with "
                         "--no-centre: of the raw contributions)")  # fmt: skip
-    parser.add_argument("--device", default="cpu", help="device for the model (default cpu)")
+    parser.add_argument("--device", default="cpu", help="device for the model")
     parser.add_argument("--out", required=True, help="output folder")
     add_overwrite_arg(parser, "the files of a non-empty --out")
     parser.set_defaults(func=run)
@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     from ..text import encode_texts
 
     out = check_out(args)
-    store = open_store(args.decomposition)
+    store = open_store(args.store)
     shape = store.meta["shape"]
     head = parse_head(args.head, shape["layers"], shape["heads"])
     if args.top < 1:

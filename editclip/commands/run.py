@@ -26,9 +26,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("spec", help="the edit spec (YAML)")
     parser.add_argument("--out", help="report folder (default out/<spec file name>)")
     add_overwrite_arg(parser, "the files of a non-empty --out and export folder")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ... (default cpu)")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ...")
     parser.add_argument("--cache", help="folder for decomposition stores (default: editclip's cache)")
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=32, help="images per forward pass")
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", dest="overrides",
+                        help="replace a spec field, e.g. --set model.pretrained=laion2b_s34b_b88k --set "
+                        "calibration.data.root=data/wb (validated like the file, recorded in the report; "
+                        "relative paths here are read from the working folder, the file's from its folder)")
     controls = parser.add_argument_group("random-head controls (override the spec's evaluate.controls)")
     controls.add_argument("--controls", type=int, metavar="R", help="score R random sets of the edit's number of "
                           "heads beside it (0: none)")  # fmt: skip
@@ -47,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     from ..runner import run_spec
     from ..spec import EditSpec
 
-    spec = EditSpec.from_yaml(args.spec)
+    spec = EditSpec.from_yaml(args.spec, args.overrides)
     out = Path(args.out) if args.out else Path("out") / Path(args.spec).stem
     result = run_spec(spec, out, overwrite=args.overwrite, device=args.device, cache_dir=args.cache,
                       batch_size=args.batch_size, exact_check=not args.no_exact_check, spec_path=args.spec,

@@ -13,7 +13,15 @@ from .._io import prepare_output, save_figure, staged_dir, write_json
 from ..classnames import classes_from_values, resolve_classes
 from ..errors import EditclipError
 from ..names import parse_head
-from ._common import add_model_args, add_overwrite_arg, backbone_from_args
+from ._common import (
+    add_classes_arg,
+    add_model_args,
+    add_overwrite_arg,
+    add_templates_arg,
+    backbone_from_args,
+    list_item,
+    templates_from_args,
+)
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -34,11 +42,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     add_model_args(p)
     p.add_argument("--image", nargs="+", required=True, help="image files")
-    p.add_argument("--classes", nargs="+", required=True,
-                   help="candidate class names (at least two), or one class source: imagenet, imagefolder:PATH, "
-                   "cub:PATH")  # fmt: skip
+    add_classes_arg(p, required=True, help="candidate class names (at least two), or one class source: imagenet, "
+                    "imagefolder:PATH, cub:PATH")
     _add_map_args(p)
-    p.add_argument("--heads", nargs="+", help="only these heads, e.g. L11.H3 L10.H0 (default: all in --layers)")
+    p.add_argument("--heads", nargs="+", type=list_item("head names"), metavar="HEAD",
+                   help="only these heads, e.g. L11.H3 L10.H0 (default: all in --layers)")
     p.set_defaults(func=run_segment)
 
     p = sub.add_parser(
@@ -50,7 +58,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--image", nargs="+", required=True, help="image files")
     p.add_argument("--head", required=True, help="the head, e.g. L22.H2 (0-based)")
     p.add_argument("--text", required=True, help="the text whose direction is mapped")
-    p.add_argument("--templates", nargs="+", help="template set name or format strings with one {} (default: none)")
+    p.add_argument("--templates", nargs="+", metavar="TEMPLATE", help="templates with {} to fill --text into, or "
+                   "a set name (default: none, the text is used as written: it is a text, not a class name)")
     p.add_argument("--out", required=True, help="output folder")
     add_overwrite_arg(p, "the files of a non-empty --out")
     p.set_defaults(func=run_headmap)
@@ -66,22 +75,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", required=True, help="a toy-world folder (metadata.csv + masks) or gtsegs_ijcv.mat")
     p.add_argument("--split", help="toy-world folder only: train, val or test (default: all)")
     p.add_argument("--max-images", type=int, help="use only the first N images")
-    p.add_argument(
-        "--classes", nargs="+",
-        help="candidate classes, or one class source: imagenet, imagefolder:PATH, cub:PATH (default: the toy "
-        "world's 8 shapes, world.json's classes, or ImageNet's 1,000)",
-    )  # fmt: skip
-    _add_map_args(p, default_templates="the toy world's zero-shot templates, or openai_imagenet for ImageNet")
-    p.add_argument("--batch-size", type=int, default=16)
+    add_classes_arg(p, help="candidate classes, or one class source: imagenet, imagefolder:PATH, cub:PATH "
+                    "(default: the toy world's 8 shapes, world.json's classes, or ImageNet's 1,000)")
+    _add_map_args(p)
+    p.add_argument("--batch-size", type=int, default=16, help="images per forward pass")
     p.add_argument("--examples", type=int, default=6, help="images in the example grid")
     p.set_defaults(func=run_eval)
 
 
-def _add_map_args(p: argparse.ArgumentParser, default_templates: str = "none") -> None:
-    sets = ", ".join(TEMPLATE_SETS)
-    help_text = f"template set ({sets}) or format strings with one {{}} (default: {default_templates})"
-    p.add_argument("--templates", nargs="+", help=help_text)
-    p.add_argument("--layers", default="all", help="layers whose heads are summed: all, last:4, L8-11 (default all)")
+def _add_map_args(p: argparse.ArgumentParser) -> None:
+    add_templates_arg(p)
+    p.add_argument("--layers", default="all", help="layers whose heads are summed: all, last:4, L8-11")
     p.add_argument("--out", required=True, help="output folder")
     add_overwrite_arg(p, "the files of a non-empty --out")
 
@@ -142,10 +146,11 @@ def _overlay_figure(image: Tensor, heatmap: Tensor, title: str) -> object:
     axes[0].imshow(image.numpy(), interpolation="nearest")
     axes[0].set_title("image", fontsize=9)
     axes[1].imshow(image.numpy(), interpolation="nearest")
-    axes[1].imshow(heatmap.numpy(), cmap="jet", alpha=0.5, vmin=0, vmax=1)
+    shown = axes[1].imshow(heatmap.numpy(), cmap="jet", alpha=0.5, vmin=0, vmax=1)
     axes[1].set_title(title, fontsize=9)
     for ax in axes:
         ax.axis("off")
+    fig.colorbar(shown, ax=axes[1], fraction=0.046, pad=0.04, label="score (min-max normalised)")
     return fig
 
 
@@ -157,7 +162,8 @@ def run_segment(args: argparse.Namespace) -> int:
     bb = backbone_from_args(args)
     head_mask(bb, args.layers, args.heads)  # reject a bad selection before any work
     classes = classes_from_values(args.classes)
-    class_emb = class_embeddings(bb, classes, _templates(args.templates))
+    templates = templates_from_args(args.templates, bb)
+    class_emb = class_embeddings(bb, classes, templates)
     images, display = _read_images(bb, files)
     result = heatmaps(bb, images, class_emb, layers=args.layers, heads=args.heads)
     names = _out_names(files)
@@ -170,7 +176,7 @@ def run_segment(args: argparse.Namespace) -> int:
             save_figure(_overlay_figure(display[i], result.maps[i], title), stage / names[i])
             records.append({"image": str(path), "png": names[i], "class": classes[target], "cosines": cosines})
         write_json(stage / "segment.json", {"model": bb.model_id, "layers": args.layers, "heads": args.heads,
-                                            "templates": args.templates, "images": records})  # fmt: skip
+                                            "templates": templates, "images": records})  # fmt: skip
     print(f"{out}: {len(files)} heatmaps ({bb.model_id}, layers {args.layers})")
     return 0
 
@@ -249,17 +255,12 @@ def run_eval(args: argparse.Namespace) -> int:
     out = prepare_output(args.out, args.overwrite, "dir")
     ds, data_classes, kind = _open_data(args.data, args.split)
     classes = classes_from_values(args.classes) if args.classes else data_classes
-    templates = _templates(args.templates)
     if classes is None and kind == "imagenet-seg":
         classes = resolve_classes("imagenet")
-        templates = templates or "openai_imagenet"
     elif classes is None:
         raise EditclipError(f"--data {args.data!r} names no classes (no world.json); give --classes")
-    if templates is None:
-        from ..toyworld import TEMPLATES
-
-        templates = list(TEMPLATES)
     bb = backbone_from_args(args)
+    templates = templates_from_args(args.templates, bb)
     head_mask(bb, args.layers)
     class_emb = class_embeddings(bb, classes, templates)
     count = len(ds) if args.max_images is None else min(args.max_images, len(ds))
@@ -331,9 +332,10 @@ def _examples_figure(rows: dict[str, Tensor]) -> object:
                 ax.imshow(rows[key][r].numpy(), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
             else:
                 ax.imshow(rows["image"][r].numpy(), interpolation="nearest")
-                ax.imshow(rows[key][r].numpy(), cmap="jet", alpha=0.5, vmin=0, vmax=1)
+                shown = ax.imshow(rows[key][r].numpy(), cmap="jet", alpha=0.5, vmin=0, vmax=1)
             ax.axis("off")
             if r == 0:
                 ax.set_title(key, fontsize=9)
+    fig.colorbar(shown, ax=axes, fraction=0.02, pad=0.02, label="map (min-max normalised)")
     return fig
 

@@ -7,11 +7,19 @@ import json
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
-from .._constants import TEMPLATE_SETS
 from .._io import prepare_output, write_json
 from .._selection import CUTOFF, MAX_AVG_DROP, MAX_K, SCORES, TOLERANCE
 from ..errors import EditclipError
-from ._common import add_data_args, add_model_args, add_overwrite_arg, backbone_from_args, dataset_from_args
+from ._common import (
+    add_classes_arg,
+    add_data_args,
+    add_model_args,
+    add_overwrite_arg,
+    add_templates_arg,
+    backbone_from_args,
+    dataset_from_args,
+    templates_from_args,
+)
 
 if TYPE_CHECKING:
     from ..backbone import Backbone
@@ -55,10 +63,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     how.add_argument("--by", choices=("embedding", "head"), default="embedding",
                      help="normalise by the embedding's total variance (default) or by each head's")  # fmt: skip
     how.add_argument("--layers", help="only heads of these layers, e.g. last:4 or L8-11 (default all)")
-    how.add_argument("--classes", nargs="+", help="zero-shot class names (for --pick and --along-classes), "
-                     "or one class source: imagenet, imagefolder:PATH, cub:PATH")  # fmt: skip
-    how.add_argument("--templates", nargs="+", default=["openai_imagenet"],
-                     help=f"prompt templates with {{}} or a set name ({', '.join(TEMPLATE_SETS)})")  # fmt: skip
+    add_classes_arg(how, help="zero-shot class names in label order (for --pick and --along-classes), or one "
+                    "class source: imagenet, imagefolder:PATH, cub:PATH")
+    add_templates_arg(how)
     how.add_argument("--along-classes", action="store_true",
                      help="measure the groups only along the class-embedding differences (what the classifier "
                      "reads)")  # fmt: skip
@@ -96,8 +103,7 @@ def run(args: argparse.Namespace) -> int:
         bb = backbone_for_store(store, args.device)
     classifier = None
     if args.classes:
-        named = len(args.templates) == 1 and args.templates[0] in TEMPLATE_SETS
-        templates = args.templates[0] if named else args.templates
+        templates = templates_from_args(args.templates, bb)
         classifier = zero_shot_classifier(bb, classes_from_values(args.classes), templates)
 
     ranking: list[HeadScore] | list[WordScore]

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from .._io import prepare_output, staged_dir, write_json, write_text
 from .._selection import MAX_AVG_DROP, MAX_K, TOLERANCE
 from ..errors import EditclipError
-from ._common import add_overwrite_arg
+from ._common import add_overwrite_arg, list_item
 
 if TYPE_CHECKING:
     from ..spec import EditSpec
@@ -31,7 +31,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("spec", help="an edit spec with calibration and evaluate sections (its model and data)")
     parser.add_argument("--out", required=True, help="output folder")
     ranking = parser.add_argument_group("ranking (default: the spec's heads, in order)")
-    ranking.add_argument("--heads", nargs="+", metavar="HEAD", help="heads in rank order, e.g. L3.H3 L3.H1")
+    ranking.add_argument("--heads", nargs="+", type=list_item("head names"), metavar="HEAD",
+                         help="heads in rank order, e.g. L3.H3 L3.H1")  # fmt: skip
     ranking.add_argument("--ranking", metavar="JSON", help="a ranking written by `editclip suggest --json`")
     ranking.add_argument("--spurious", metavar="COLUMN", help="rank by this spurious column against the label now")
     parser.add_argument("--max-k", type=int, default=MAX_K, help=f"largest k (default {MAX_K}, at most the "
@@ -47,7 +48,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--baseline-texts", nargs="+", metavar="TEXT", help="also evaluate projecting the whole "
                         "embedding away from these spurious-attribute texts (Chuang et al. 2023)")  # fmt: skip
     parser.add_argument("--cache", help="folder for decomposition stores (default: editclip's cache)")
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ...")
     add_overwrite_arg(parser, "the files of a non-empty --out")
     parser.set_defaults(func=run)
 

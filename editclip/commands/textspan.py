@@ -25,35 +25,40 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     add_store_arg(parser)
     parser.add_argument("--pool", default="general", help="description pool: general, toyworld, or a text file")
-    parser.add_argument("--m", type=int, default=20, help="texts per head (default 20)")
+    parser.add_argument("--m", type=int, default=20, help="texts per head")
     parser.add_argument("--layers", default="last:4",
                         help="layers: last:4, L8-11, all ..., or 'pool' for the attention pool's heads pool.H* "
-                        "(an official-convention store of a SigLIP tower) (default last:4)")  # fmt: skip
+                        "(an official-convention store of a SigLIP tower)")  # fmt: skip
     add_textspan_args(parser)
-    parser.add_argument("--device", default="cpu", help="device for the text tower and TextSpan (default cpu)")
+    parser.add_argument("--device", default="cpu", help="device for the text tower and TextSpan")
     parser.add_argument("--out", required=True, help="report folder")
     add_overwrite_arg(parser, "the files of a non-empty --out")
     parser.set_defaults(func=run)
 
 
 def add_store_arg(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--decomposition", required=True, help="store folder written by `editclip decompose`")
+    parser.add_argument("--store", help="decomposition store folder written by `editclip decompose` (required)")
+    parser.add_argument("--decomposition", dest="store", help=argparse.SUPPRESS)  # the old name, still read
 
 
 def add_textspan_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--variant", default="paper", choices=VARIANTS, help="TextSpan variant (default paper)")
+    parser.add_argument("--variant", default="paper", choices=VARIANTS, help="TextSpan variant")
     parser.add_argument("--k", type=int, default=80, help="official variant: rank of the text projection, capped "
-                        "at each head's numerical rank (default 80)")  # fmt: skip
+                        "at each head's numerical rank")  # fmt: skip
     parser.add_argument("--insist-k", action="store_true", help="official variant: keep --k even above a head's "
                         "numerical rank, as the official code does (picks from noise directions: not reproducible)")
-    parser.add_argument("--precision", default="float64", choices=("float64", "float32"),
-                        help="TextSpan arithmetic (default float64)")  # fmt: skip
+    parser.add_argument("--textspan-precision", default="float64", choices=("float64", "float32"),
+                        help="arithmetic precision of TextSpan (not the model's: that is --precision elsewhere)")
+    parser.add_argument("--precision", dest="textspan_precision", choices=("float64", "float32"),
+                        help=argparse.SUPPRESS)  # the old name of --textspan-precision  # fmt: skip
 
 
-def open_store(path: str) -> DecompositionStore:
+def open_store(path: str | None) -> DecompositionStore:
     """Open a complete store, or say why not."""
     from ..store import DecompositionStore
 
+    if path is None:
+        raise EditclipError("give the decomposition store: --store DIR (written by `editclip decompose`)")
     store = DecompositionStore.open(path)
     if not store.complete:
         raise EditclipError(
@@ -74,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
     from ..text import encode_texts, load_pool
 
     out = check_out(args)
-    store = open_store(args.decomposition)
+    store = open_store(args.store)
     pool_heads = args.layers.strip() == "pool"
     layers = [] if pool_heads else parse_layers(args.layers, store.meta["shape"]["layers"])
     pool = load_pool(args.pool)
@@ -87,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
     texts = encode_texts(bb, pool)
     data, heads = store_pool_heads(store) if pool_heads else store_heads(store, layers)
     result = textspan(data, texts, m=args.m, variant=args.variant, k=args.k, texts=pool, strict_k=args.insist_k,
-                      device=args.device, precision=args.precision, progress=True)  # fmt: skip
+                      device=args.device, precision=args.textspan_precision, progress=True)  # fmt: skip
     report = head_report(result, heads, store=store.describe(), pool=args.pool, pool_size=len(pool),
                          m=args.m, k=args.k if args.variant == "official" else None,
                          layers="pool" if pool_heads else layers)  # fmt: skip

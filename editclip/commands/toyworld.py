@@ -23,16 +23,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     make = jobs.add_parser("make", help="write a Waterbirds-layout folder (metadata.csv, images, masks)")
     make.add_argument("--out", required=True, help="folder to create (atomically)")
-    make.add_argument("--seed", type=int, default=0)
-    make.add_argument("--n-train", type=int, default=2000)
-    make.add_argument("--n-val", type=int, default=800)
+    make.add_argument("--seed", type=int, default=0, help="seed of the world (every image is a function of it)")
+    make.add_argument("--n-train", type=int, default=2000, help="training images (95%% on their class's place)")
+    make.add_argument("--n-val", type=int, default=800, help="validation images (group-balanced)")
     make.add_argument("--n-test", type=int, default=2000, help="val and test cycle through the 4 groups")
     add_overwrite_arg(make, "a non-empty --out", alias="--force")
     make.set_defaults(func=run_make)
 
     train = jobs.add_parser("train", help="train the tiny CLIP contrastively on the captioned toy world (CPU)")
     train.add_argument("--out", required=True, help="folder for config.json, toyclip.safetensors, training.json")
-    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--seed", type=int, default=0, help="seed of the training run")
     train.add_argument("--steps", type=int, help="optimiser steps (default: the shipped model's)")
     train.add_argument("--batch-size", type=int, help="captioned images per step (default: the shipped model's)")
     train.add_argument("--n-images", type=int, help="images rendered once and re-captioned at each use")
@@ -43,7 +43,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     rep = jobs.add_parser("report", help="per-group zero-shot accuracy and the place heads of a toy-world CLIP")
     rep.add_argument("--model-dir", help="a folder written by 'toyworld train' (default: the shipped model)")
-    rep.add_argument("--heads", type=int, default=3, help="place heads to mean-ablate")
+    rep.add_argument("--n-heads", type=int, default=3, help="how many place heads to mean-ablate")
+    rep.add_argument("--heads", dest="n_heads", type=int, help=argparse.SUPPRESS)  # the old name of --n-heads
     rep.set_defaults(func=run_report)
 
 
@@ -101,15 +102,15 @@ def run_report(args: argparse.Namespace) -> int:
     from ..toyworld import CONFIG_PATH, WEIGHTS_PATH
     from ..toyworld.measure import measure
 
-    if args.heads <= 0:
-        raise EditclipError("--heads must be positive")
+    if args.n_heads <= 0:
+        raise EditclipError("--n-heads must be positive")
     folder = Path(args.model_dir) if args.model_dir else None
     config = folder / CONFIG_PATH.name if folder else CONFIG_PATH
     weights = folder / WEIGHTS_PATH.name if folder else WEIGHTS_PATH
     for path in (config, weights):
         if not path.is_file():
             raise EditclipError(f"{str(path)!r} does not exist; --model-dir takes a folder written by 'toyworld train'")
-    result = measure(load(checkpoint=weights, config=config), k=args.heads)
+    result = measure(load(checkpoint=weights, config=config), k=args.n_heads)
     heads = ", ".join(str(h) for h in result.heads)
     print(format_table({"zero-shot": result.base, f"{heads} mean-ablated": result.ablated}))
     return 0

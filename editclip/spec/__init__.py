@@ -7,8 +7,10 @@ knows nothing of torch: names are checked for syntax when the spec is read, and 
 shape when its config declares one (else by :meth:`EditSpec.check_against` once the model is loaded).
 
 Every problem is reported with the field's path (``edits[2].project.head``) and, for YAML files, its
-line, all problems at once, as one :class:`~editclip.errors.EditclipError`. Relative paths in a spec
-(data roots, checkpoints, pools, the export folder) are read from the current working folder.
+line, all problems at once, as one :class:`~editclip.errors.EditclipError`. Relative paths in a spec file
+(data roots, checkpoints, pools, the export folder) are read from the spec file's folder; ``--set``
+overrides replace fields before validation (``paths``). A spec given as data (:meth:`EditSpec.from_dict`)
+reads its relative paths from the working folder.
 
 The package's modules, one concern each: ``fields`` (field types), ``data`` and ``model`` (the data and
 model sections), ``edits``, ``evaluation`` (evaluation and export), ``edit_spec`` (the whole spec),

@@ -4,7 +4,7 @@ checks that need the model's shape (heads and layers in range, one action per pa
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -18,6 +18,7 @@ from .edits import Edit, ResolvedPart
 from .evaluation import EvaluateSpec, ExportSpec
 from .fields import SPEC_VERSION, StrictModel
 from .model import ModelSpec
+from .paths import anchor_paths, apply_overrides
 from .problems import Lines, Problem, raise_problems
 from .yaml_source import load_yaml
 
@@ -59,6 +60,7 @@ class EditSpec(StrictModel):
 
     _source: str | None = PrivateAttr(None)
     _lines: Lines = PrivateAttr(default_factory=dict)
+    _overrides: dict[str, Any] = PrivateAttr(default_factory=dict)
 
     @field_validator("edits")
     @classmethod
@@ -76,8 +78,10 @@ class EditSpec(StrictModel):
     # -- reading and writing ------------------------------------------------------------------------
 
     @classmethod
-    def from_yaml(cls, path: str | os.PathLike[str]) -> EditSpec:
-        """Read a spec file; errors name each field's path and line."""
+    def from_yaml(cls, path: str | os.PathLike[str], overrides: Sequence[str] = ()) -> EditSpec:
+        """Read a spec file; errors name each field's path and line. Relative paths in the file are read from
+        its folder; ``overrides`` (``key.path=value``, as ``editclip run --set``) replace fields before the
+        spec is validated, their relative paths read from the working folder (:mod:`editclip.spec.paths`)."""
         source = str(path)
         try:
             text = Path(path).read_text(encoding="utf-8")
@@ -87,7 +91,17 @@ class EditSpec(StrictModel):
             raise EditclipError(f"cannot read spec file {source}: {err}") from None
         data, lines, problems = load_yaml(text, source)
         raise_problems(problems, source, lines)
-        return cls._from_data(data, source, lines)
+        data, applied = anchor_paths(data, Path(path).parent), {}
+        if overrides:
+            data, applied = apply_overrides(data, overrides)
+        spec = cls._from_data(data, source, lines)
+        spec._overrides = applied
+        return spec
+
+    @property
+    def overrides(self) -> dict[str, Any]:
+        """The ``--set`` overrides this spec was read with (``{key.path: value}``; empty for none)."""
+        return dict(self._overrides)
 
     @classmethod
     def from_dict(cls, data: Any) -> EditSpec:

@@ -9,10 +9,11 @@ from typing import Annotated, Any, Literal, NamedTuple
 
 from pydantic import BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
+from .._constants import POOLS
 from ..names import POOL_MLP, HeadRef, head_name, layer_ranges, mlp_name, parse_layers
 from .fields import HEAD_PATTERN, HeadName, LayerSelection, PositiveInt, StrictModel, Text
 
-POOL_DIR = Path(__file__).parent.parent / "pools"
+PACKAGE = Path(__file__).parent.parent  # the editclip package folder, where the shipped pools are
 
 
 def _selection_covers(selection: str, layer: int, n_layers: int | None) -> bool | None:
@@ -118,10 +119,7 @@ class TextSpanSource(StrictModel):
             return pool
         if "/" in pool or os.sep in pool or pool.endswith(".txt"):
             raise ValueError(f"pool file {pool} does not exist")
-        shipped = sorted(p.stem for p in POOL_DIR.glob("*.txt"))
-        if shipped and pool not in shipped:
-            raise ValueError(f"unknown pool {pool!r}: shipped pools are {', '.join(shipped)}, or give a text file")
-        return pool
+        raise ValueError(f"unknown pool {pool!r}: shipped pools are {', '.join(POOLS)}, or give a text file")
 
     @field_validator("m")
     @classmethod
@@ -135,9 +133,9 @@ class TextSpanSource(StrictModel):
 
 
 def _pool_file(pool: str) -> Path | None:
-    """The text file of a pool name or path, when it exists."""
-    for path in (Path(pool), POOL_DIR / f"{pool}.txt"):
-        if pool and path.is_file():
+    """The text file of a pool name (the shipped pools, as on the command line) or path, when it exists."""
+    for path in (PACKAGE / POOLS[pool] if pool in POOLS else None, Path(pool)):
+        if pool and path is not None and path.is_file():
             return path
     return None
 

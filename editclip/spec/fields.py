@@ -61,7 +61,7 @@ def _existing_path(value: str) -> str:
     if not value.strip():
         raise ValueError("empty path")
     if not Path(value).exists():
-        raise ValueError(f"{value} does not exist (relative paths are read from {Path.cwd()})")
+        raise ValueError(f"{value} does not exist (a spec file's relative paths are read from its folder)")
     return value
 
 

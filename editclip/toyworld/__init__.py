@@ -17,7 +17,8 @@ if TYPE_CHECKING:
     from ..backbone import Backbone
 
 __all__ = [
-    "ASSETS", "CLASSES", "CONFIG_PATH", "PLACES", "POOL_PATH", "TEMPLATES", "TRAINING_PATH", "WEIGHTS_PATH", "load",
+    "ASSETS", "CLASSES", "CONFIG_PATH", "PLACES", "POOL_PATH", "TEMPLATES", "TRAINING_PATH", "WEIGHTS_PATH",
+    "is_shipped_model", "load",
 ]
 
 ASSETS = Path(__file__).parent / "assets"
@@ -28,6 +29,11 @@ POOL_PATH = ASSETS / "pool.txt"  # toy-world descriptions for TextSpan
 
 # Zero-shot prompts for CLASSES: the wordings the training captions use for a lone object.
 TEMPLATES: tuple[str, ...] = ("a photo of a {}.", "a {}.", "a picture of a {}.", "an image of a {}.", "there is a {}.")
+
+
+def is_shipped_model(checkpoint: str | Path | None) -> bool:
+    """Whether ``checkpoint`` is the shipped toy CLIP's weight file."""
+    return checkpoint is not None and Path(checkpoint).resolve() == WEIGHTS_PATH.resolve()
 
 
 def load(device: str = "cpu", precision: str = "fp32") -> Backbone:
