@@ -25,7 +25,7 @@ from ..tower import Block, Norm, Tower
 NAME = "transformers-clip"
 PREPROCESS_ATTR = "editclip_preprocess_cfg"  # where the loader records the preprocessing (open_clip keys)
 PROCESSOR_ATTR = "editclip_processor_settings"  # ... and the image processor's own settings, to write back
-_ACTS = {"quick_gelu": "quickgelu", "gelu": "gelu", "gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh"}
+ACTIVATIONS = {"quick_gelu": "quickgelu", "gelu": "gelu", "gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh"}
 _CLASSES = ("CLIPModel", "CLIPVisionModelWithProjection", "CLIPVisionModel")
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -40,7 +40,8 @@ def tower_module(model: nn.Module) -> nn.Module:
     return model
 
 
-def _vision_config(model: nn.Module) -> Any:
+def vision_config(model: nn.Module) -> Any:
+    """The vision part of a transformers config (the whole config for vision-only models)."""
     config = model.config
     return getattr(config, "vision_config", config)
 
@@ -65,7 +66,7 @@ def check(model: nn.Module, model_id: str) -> None:
 
 def describe(model: nn.Module) -> Tower:
     """The family-neutral description of an HF CLIP image tower."""
-    cfg = _vision_config(model)
+    cfg = vision_config(model)
     p = dict(model.named_parameters())
     v = "vision_model."
     blocks = []
@@ -88,7 +89,7 @@ def describe(model: nn.Module) -> Tower:
                 ln_2=_norm(model, p, b + "layer_norm2"),
                 fc1_weight=p[b + "mlp.fc1.weight"],
                 fc1_bias=p.get(b + "mlp.fc1.bias"),
-                act=_ACTS.get(cfg.hidden_act, str(cfg.hidden_act)),
+                act=ACTIVATIONS.get(cfg.hidden_act, str(cfg.hidden_act)),
                 fc2_weight=p[b + "mlp.fc2.weight"],
                 fc2_bias=p.get(b + "mlp.fc2.bias"),
                 names={k: b + n for k, n in names.items() if (b + n) in p},
@@ -118,7 +119,7 @@ def _norm(model: nn.Module, params: dict[str, Tensor], name: str) -> Norm:
     return Norm(weight, bias, float(module.eps), module.normalized_shape[-1])
 
 
-def _features(out: Any) -> Tensor:
+def model_output_features(out: Any) -> Tensor:
     """transformers 5 returns a model output whose pooler_output is the projected feature; 4.x a tensor."""
     return out if isinstance(out, Tensor) else out.pooler_output
 
@@ -127,7 +128,7 @@ def encode_image(model: nn.Module, images: Tensor) -> Tensor:
     """[N, D] ``get_image_features`` (CLIPModel), ``image_embeds`` (vision with projection) or the pooled output."""
     kind = type(model).__name__
     if kind == "CLIPModel":
-        return _features(model.get_image_features(pixel_values=images))
+        return model_output_features(model.get_image_features(pixel_values=images))
     out = model(pixel_values=images)
     return out.image_embeds if kind == "CLIPVisionModelWithProjection" else out.pooler_output
 
@@ -136,7 +137,7 @@ def encode_text(model: nn.Module, tokens: Tensor) -> Tensor:
     """[M, D] ``get_text_features`` of padded input ids (causal attention: the padding is never attended to)."""
     if type(model).__name__ != "CLIPModel":
         raise EditclipError(f"{type(model).__name__} is an image tower only; text embeddings need a CLIPModel")
-    return _features(model.get_text_features(input_ids=tokens))
+    return model_output_features(model.get_text_features(input_ids=tokens))
 
 
 def logit_scale(model: nn.Module) -> Tensor:
@@ -151,7 +152,7 @@ def preprocess_cfg(model: nn.Module) -> dict[str, Any]:
     recorded = getattr(model, PREPROCESS_ATTR, None)
     if recorded:
         return dict(recorded)
-    size = _vision_config(model).image_size
+    size = vision_config(model).image_size
     return {"size": (size, size), "mode": "RGB", "mean": OPENAI_MEAN, "std": OPENAI_STD,
             "interpolation": "bicubic", "resize_mode": "shortest", "fill_color": 0}  # fmt: skip
 

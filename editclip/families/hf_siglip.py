@@ -19,10 +19,9 @@ from torch import Tensor, nn
 from .._pool_params import hf_siglip_pooled_head, norm_of
 from ..errors import EditclipError, UnsupportedModelError
 from ..tower import Block, Tower
+from .hf_clip import ACTIVATIONS, PREPROCESS_ATTR, model_output_features, vision_config
 
 NAME = "transformers-siglip"
-PREPROCESS_ATTR = "editclip_preprocess_cfg"  # where a loader records the image processor's settings
-_ACTS = {"quick_gelu": "quickgelu", "gelu": "gelu", "gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh"}
 _CLASSES = ("SiglipModel", "SiglipVisionModel")
 _LAYER_PARAMS = ("self_attn.q_proj.", "self_attn.k_proj.", "self_attn.v_proj.", "self_attn.out_proj.",
                  "layer_norm1.", "layer_norm2.", "mlp.fc1.", "mlp.fc2.")  # fmt: skip
@@ -42,17 +41,12 @@ def tower_module(model: nn.Module) -> nn.Module:
     return vision(model)
 
 
-def _vision_config(model: nn.Module) -> Any:
-    config = model.config
-    return getattr(config, "vision_config", config)
-
-
 def check(model: nn.Module, model_id: str) -> None:
     """Refuse variants the description cannot follow: no pooling head, other parameters, other scales."""
-    cfg = _vision_config(model)
+    cfg = vision_config(model)
     if not getattr(cfg, "vision_use_head", True):
         raise UnsupportedModelError(f"model {model_id!r}: the SigLIP vision tower has no pooling head")
-    if cfg.hidden_act not in _ACTS:
+    if cfg.hidden_act not in ACTIVATIONS:
         raise UnsupportedModelError(f"model {model_id!r}: MLP activation {cfg.hidden_act!r} is not supported")
     for i, layer in enumerate(vision(model).encoder.layers):
         unknown = [n for n, _ in layer.named_parameters() if not n.startswith(_LAYER_PARAMS)]
@@ -68,7 +62,7 @@ def check(model: nn.Module, model_id: str) -> None:
 
 def describe(model: nn.Module) -> Tower:
     """The family-neutral description of an HF SigLIP image tower."""
-    cfg = _vision_config(model)
+    cfg = vision_config(model)
     tower = vision(model)
     prefix = next(name for name, module in model.named_modules() if module is tower)
     prefix = prefix + "." if prefix else ""
@@ -93,7 +87,7 @@ def describe(model: nn.Module) -> Tower:
                 ln_2=norm_of(layer.layer_norm2, f"layer {i} layer_norm2"),
                 fc1_weight=p[b + "mlp.fc1.weight"],
                 fc1_bias=p.get(b + "mlp.fc1.bias"),
-                act=_ACTS.get(cfg.hidden_act, str(cfg.hidden_act)),
+                act=ACTIVATIONS.get(cfg.hidden_act, str(cfg.hidden_act)),
                 fc2_weight=p[b + "mlp.fc2.weight"],
                 fc2_bias=p.get(b + "mlp.fc2.bias"),
                 names={k: prefix + b + n for k, n in names.items() if (b + n) in p},
@@ -120,15 +114,10 @@ def describe(model: nn.Module) -> Tower:
     )
 
 
-def _features(out: Any) -> Tensor:
-    """transformers 5 returns a model output whose pooler_output is the feature; 4.x a tensor."""
-    return out if isinstance(out, Tensor) else out.pooler_output
-
-
 def encode_image(model: nn.Module, images: Tensor) -> Tensor:
     """[N, D] ``get_image_features`` (SiglipModel) or the vision model's ``pooler_output``."""
     if type(model).__name__ == "SiglipModel":
-        return _features(model.get_image_features(pixel_values=images))
+        return model_output_features(model.get_image_features(pixel_values=images))
     return model(pixel_values=images).pooler_output
 
 
@@ -136,13 +125,7 @@ def encode_text(model: nn.Module, tokens: Tensor) -> Tensor:
     """[M, D] ``get_text_features`` of input ids padded to the model's length (as SigLIP was trained)."""
     if type(model).__name__ != "SiglipModel":
         raise EditclipError(f"{type(model).__name__} is an image tower only; text embeddings need a SiglipModel")
-    return _features(model.get_text_features(input_ids=tokens))
-
-
-def logit_scale(model: nn.Module) -> Tensor:
-    if not hasattr(model, "logit_scale"):
-        raise EditclipError(f"{type(model).__name__} is an image tower only; it has no logit scale")
-    return model.logit_scale
+    return model_output_features(model.get_text_features(input_ids=tokens))
 
 
 def preprocess_cfg(model: nn.Module) -> dict[str, Any]:
@@ -151,7 +134,7 @@ def preprocess_cfg(model: nn.Module) -> dict[str, Any]:
     recorded = getattr(model, PREPROCESS_ATTR, None)
     if recorded:
         return dict(recorded)
-    size = _vision_config(model).image_size
+    size = vision_config(model).image_size
     return {"size": (size, size), "mode": "RGB", "mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5),
             "interpolation": "bicubic", "resize_mode": "squash", "fill_color": 0}  # fmt: skip
 
