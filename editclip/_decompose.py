@@ -8,6 +8,11 @@ constant ``const``. Parts sum to ``model.encode_image`` exactly.
 beta/K given to each of the K = 2L+1 components, the out_proj bias spread evenly over the heads (and
 over source tokens in the per-token parts), everything divided by |z|, so parts sum to z/|z|.
 
+``cls_source`` [N, L, D] (CLS towers) is the part of each layer's heads read from the CLS token itself,
+summed over heads: the per-token split at source token 0, in either convention (official: with 1/T of
+b_O and 1/(K T) of mu and beta, as the official code's ``cls_attn``). It lies inside ``heads`` and is
+not a term of :meth:`Decomposition.total`.
+
 Pooled towers (:mod:`editclip.pooling`): in ``exact`` the layer parts are direct effects through the
 pool and the pool MLP is one more part (``pool_mlp``, named ``pool.mlp``); ``const`` holds the LayerNorm
 betas and pool biases. ``official`` (attention pools) is the official SigLIP code's split: the pool's
@@ -46,6 +51,7 @@ class Decomposition:
     pool_mlp: Tensor | None = None  # [N, D]  the attention pool's MLP (pooled towers)
     pool_heads: Tensor | None = None  # [N, G, D]  the attention pool's heads (official convention, pooled)
     pool_tokens: Tensor | None = None  # [N, G, T, D]  pool heads per source token (official, when asked)
+    cls_source: Tensor | None = None  # [N, L, D]  the part of each layer's heads read from the CLS token itself
 
     def __post_init__(self) -> None:
         if self.convention not in CONVENTIONS:
@@ -93,6 +99,7 @@ class Decomposition:
             pool_mlp=_pick(self.pool_mlp, index),
             pool_heads=_pick(self.pool_heads, index),
             pool_tokens=_pick(self.pool_tokens, index),
+            cls_source=_pick(self.cls_source, index),
         )
 
     @staticmethod
@@ -113,6 +120,7 @@ class Decomposition:
             pool_mlp=_cat([p.pool_mlp for p in parts]),
             pool_heads=_cat([p.pool_heads for p in parts]),
             pool_tokens=_cat([p.pool_tokens for p in parts]),
+            cls_source=_cat([p.cls_source for p in parts]),
         )
 
 
@@ -142,6 +150,7 @@ def from_vit_output(out: VitOutput, convention: str = "exact") -> Decomposition:
             norms=norms,
             convention="exact",
             tokens=dict(out.tokens),
+            cls_source=out.cls_source,
         )
     return _official(out, norms)
 
@@ -200,6 +209,11 @@ def _official(out: VitOutput, norms: Tensor) -> Decomposition:
         tok_bias = out.attn_bias[:, layer, None, None, :] / share
         tok_mean = out.token_means[layer] + out.attn_bias_mean[layer] / share
         tokens[layer] = (tok + tok_bias + shift(tok_mean, 1 / (k * share))) / norms[:, None, None, None]
+    cls_source = None
+    if out.cls_source is not None:  # the CLS-source token of every head: 1/T of b_O, 1/(K T) of mu and beta
+        n_tokens = out.n_tokens
+        cls_mean = out.cls_source_means + out.attn_bias_mean[None] / n_tokens
+        cls_source = out.cls_source + out.attn_bias / n_tokens + shift(cls_mean, 1 / (k * n_tokens))
     scale = norms[:, None]
     zeros = torch.zeros_like(out.attn_bias)
     return Decomposition(
@@ -211,6 +225,7 @@ def _official(out: VitOutput, norms: Tensor) -> Decomposition:
         norms=norms,
         convention="official",
         tokens=tokens,
+        cls_source=None if cls_source is None else cls_source / scale[:, :, None],
     )
 
 

@@ -4,6 +4,10 @@
   attention layers (all heads and the out_proj bias part), or of the first k MLPs, are replaced by
   their means, for k = 0..L; and when all MLPs (and, as the official code does, the embedding term)
   are mean-ablated.
+- CLS-source ablation (the official ``compute_ablations.py``): accuracy of the model, with all MLPs
+  and the embedding term mean-ablated, with the part of every attention layer read from the CLS
+  token itself (``cls_source``: each head's attention weight on the CLS token times its value there)
+  mean-ablated, and with both.
 - TextSpan reconstruction (paper Fig. 3): accuracy when every head of the last `last` layers is
   replaced by its m-dimensional TextSpan reconstruction (mean + projection onto the first m basis
   vectors), the attention layers before them mean-ablated as in the official script, for each m.
@@ -56,6 +60,42 @@ def _mean_attention(store: DecompositionStore) -> Tensor:
     return store.mean("heads").sum(1) + store.mean("biases")
 
 
+def cls_source_missing(store: DecompositionStore) -> str | None:
+    """Why ``store`` has no CLS-source parts (None when it has them)."""
+    pool = (store.meta.get("shape") or {}).get("pool", "cls")
+    if pool != "cls":
+        return (f"store {str(store.root)!r} is of a tower that pools with {pool!r}: no class token is read out, so "
+                "there is no CLS-source attention to ablate")  # fmt: skip
+    if not store.has_field("cls_source"):
+        return (f"store {str(store.root)!r} has no CLS-source parts (it was made by an editclip that did not store "
+                "them); decompose the images again")  # fmt: skip
+    return None
+
+
+def cls_ablation_embeddings(
+    store: DecompositionStore, calibration: DecompositionStore | None = None
+) -> dict[str, Tensor]:
+    """[N, D] embeddings of the official ablation table: ``baseline``; ``mlps`` (every MLP and the embedding
+    term mean-ablated); ``cls_source`` (every layer's CLS-source attention part mean-ablated); both
+    (``mlps_and_cls_source``). In the store's convention, means from ``calibration`` (default the store)."""
+    calibration = calibration or store
+    check_calibration(store, calibration)
+    for where in (store, calibration):
+        if (reason := cls_source_missing(where)) is not None:
+            raise EditclipError(reason)
+    z = store.read("embed") + store.const()
+    mlp_delta = calibration.mean("embed") - store.read("embed")
+    for attn, mlp in _layers(store):
+        z += attn + mlp
+    mean_mlps, mean_cls = calibration.mean("mlps"), calibration.mean("cls_source")
+    cls_delta = torch.zeros_like(z)
+    for layer in range(int(store.meta["shape"]["layers"])):
+        mlp_delta += mean_mlps[layer] - store.read("mlps", index=(layer,))
+        cls_delta += mean_cls[layer] - store.read("cls_source", index=(layer,))
+    return {"baseline": z, "mlps": z + mlp_delta, "cls_source": z + cls_delta,
+            "mlps_and_cls_source": z + mlp_delta + cls_delta}  # fmt: skip
+
+
 def _accuracy(z: Tensor, classifier: Tensor, labels: Tensor) -> float:
     return float(((z @ classifier.T).argmax(-1) == labels).double().mean())
 
@@ -80,7 +120,9 @@ def ablation_curve(
 
     classifier: [C, D] unit class embeddings; labels: [N] class indices of the stored images.
     Returns accuracies (fractions) ``attention[k]`` and ``mlps[k]`` with the first k layers ablated
-    (k = 0..L), ``all_mlps`` and ``all_mlps_and_embed``, and the provenance of the means.
+    (k = 0..L), ``all_mlps`` and ``all_mlps_and_embed``, the official table ``cls_ablation`` (accuracy of
+    each embedding of :func:`cls_ablation_embeddings`; None, with the reason in ``cls_ablation_missing``,
+    when the stores have no CLS-source parts), and the provenance of the means.
     """
     calibration = calibration or store
     check_calibration(store, calibration)
@@ -97,12 +139,19 @@ def ablation_curve(
         no_mlp += mean_mlps[layer] - mlp
         attn_curve.append(_accuracy(no_attn, classifier, labels))
         mlp_curve.append(_accuracy(no_mlp, classifier, labels))
+    missing = cls_source_missing(store) or cls_source_missing(calibration)
+    table = None
+    if missing is None:
+        embeddings = cls_ablation_embeddings(store, calibration)
+        table = {name: _accuracy(edited, classifier, labels) for name, edited in embeddings.items()}
     return {
         **_provenance(store, calibration),
         "attention": attn_curve,
         "mlps": mlp_curve,
         "all_mlps": mlp_curve[-1],
         "all_mlps_and_embed": _accuracy(no_mlp + mean_embed - embed, classifier, labels),
+        "cls_ablation": table,
+        "cls_ablation_missing": missing,
     }
 
 
@@ -205,6 +254,12 @@ def plot_curves(
         ax.plot(x, 100 * np.array(ablation["mlps"]), marker="s", label="MLPs")
         ax.axhline(100 * ablation["all_mlps_and_embed"], color="0.5", linestyle=":",
                    label="all MLPs and the embedding term")  # fmt: skip
+        table = ablation.get("cls_ablation")
+        if table is not None:
+            ax.axhline(100 * table["cls_source"], color="tab:red", linestyle="--",
+                       label="CLS-source attention of every layer")  # fmt: skip
+            ax.axhline(100 * table["mlps_and_cls_source"], color="tab:purple", linestyle="-.",
+                       label="MLPs, embedding term and CLS-source attention")  # fmt: skip
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("first k layers mean-ablated")
         ax.set_ylabel("zero-shot accuracy (%)")

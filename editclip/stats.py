@@ -3,7 +3,8 @@
 A :class:`PartStats` holds, in float64, over the images it has seen:
 
 - ``count`` and the sum of every part field (``heads`` [L,H,D], ``mlps`` [L,D], ``embed`` [D],
-  ``biases`` [L,D], ``norms`` [], ``pool_mlp`` [D] for pooled towers), so means are ``sum / count``;
+  ``biases`` [L,D], ``norms`` [], ``pool_mlp`` [D] for pooled towers, ``cls_source`` [L,D] for CLS towers),
+  so means are ``sum / count``;
 - the centred scatter ``S = sum (x - mean)(x - mean)^T`` [len(layers), H, D, D] of the heads of the
   chosen ``layers`` (all by default), the one data term TextSpan needs;
 - per group of every label/group column (``y``, ``place``) and of every pair of columns
@@ -45,7 +46,7 @@ from .store import check_backbone_meta, model_source
 from .vit import run
 
 FORMAT = "editclip-stats-1"
-PART_FIELDS = ("heads", "mlps", "embed", "biases", "norms", "pool_mlp")
+PART_FIELDS = ("heads", "mlps", "embed", "biases", "norms", "pool_mlp", "cls_source")
 _NOT_GROUPS = ("split", "img_id")
 # Fields that must agree for a run to continue partial sums.
 _RESUME_KEYS = ("fingerprint", "preprocessing", "precision", "convention", "dataset", "ids", "layers", "groups")

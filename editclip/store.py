@@ -5,7 +5,8 @@ Layout of a store folder::
     meta.json                   model, weights fingerprint, convention, dataset, ids, columns...
     const.safetensors           the image-independent term ``const`` [D]
     chunks/chunk-00000.safetensors   heads [n,L,H,D], mlps [n,L,D], embed, biases, norms, embedding,
-                                     tokens_L{l} [n,H,T,D] when token layers were asked for
+                                     cls_source [n,L,D] (CLS towers), tokens_L{l} [n,H,T,D] when token
+                                     layers were asked for
 
 Chunk i holds images [i*chunk_size, (i+1)*chunk_size). Each chunk is written to a temporary file and
 renamed, so a chunk file is either whole or absent: an interrupted run resumes by computing the missing
@@ -45,6 +46,8 @@ from .vit import run
 FORMAT_VERSION = 1
 PART_FIELDS = ("heads", "mlps", "embed", "biases", "norms", "embedding")
 POOL_FIELDS = ("pool_mlp", "pool_heads", "pool_tokens")  # pooled towers (pool_heads, pool_tokens: official)
+# Fields only some stores hold: the pool fields, and cls_source (CLS towers, stores made since it exists).
+OPTIONAL_FIELDS = (*POOL_FIELDS, "cls_source")
 _NP_DTYPES = {"F32": np.float32, "F16": np.float16, "I64": np.int64}
 LOCK_NAME = ".editclip-lock"
 # What a store being created holds before its meta.json appears: not "someone else's files".
@@ -218,7 +221,7 @@ class DecompositionStore:
             "embedding": embedding,
         }
         tensors.update({f"tokens_L{layer}": t for layer, t in d.tokens.items()})
-        tensors.update({name: t for name in POOL_FIELDS if (t := getattr(d, name)) is not None})
+        tensors.update({name: t for name in OPTIONAL_FIELDS if (t := getattr(d, name)) is not None})
         tensors = {k: v.detach().to("cpu", dtype).contiguous() for k, v in tensors.items()}
         with atomic_path(self.chunk_path(index)) as tmp:
             save_file(tensors, str(tmp))
@@ -300,11 +303,12 @@ class DecompositionStore:
             norms=self.read("norms", rows=rows),
             convention=self.convention,
             tokens={layer: self.read(f"tokens_L{layer}", rows=rows) for layer in token_layers},
-            **{name: self.read(name, rows=rows) for name in POOL_FIELDS if self.has_field(name)},
+            **{name: self.read(name, rows=rows) for name in OPTIONAL_FIELDS if self.has_field(name)},
         )
 
     def has_field(self, name: str) -> bool:
-        """Whether the chunks hold ``name`` (the pool fields exist for pooled towers only)."""
+        """Whether the chunks hold ``name`` (the pool fields exist for pooled towers only, ``cls_source`` for CLS
+        towers in stores made by an editclip that writes it)."""
         self._require_complete()
         return name in _mmap_safetensors(self.chunk_path(0))
 

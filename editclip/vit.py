@@ -10,8 +10,10 @@ are the parts of the ``exact`` convention; :mod:`editclip._decompose` derives th
 them and the raw means that are returned alongside.
 
 Cost: the layers run with fused scaled-dot-product attention as usual. A head's CLS part needs only
-the CLS row of the attention *output* (already computed); per-source-token parts need the CLS row of
-the attention *weights* ([N, H, T]), never the full [N, H, T, T] matrix.
+the CLS row of the attention *output* (already computed); per-source-token parts, and each layer's
+CLS-source part (``cls_source``: what the CLS query reads from the CLS token itself, the official
+ablation's "cls->cls attention"), need the CLS row of the attention *weights* ([N, H, T]), never the
+full [N, H, T, T] matrix.
 """
 
 from __future__ import annotations
@@ -64,6 +66,9 @@ class VitOutput:
     embed_mean: Tensor | None = None  # [N]
     attn_bias: Tensor | None = None  # [N, L, D]  out_proj bias of each layer
     attn_bias_mean: Tensor | None = None  # [L]
+    cls_source: Tensor | None = None  # [N, L, D]  each layer's heads at the CLS token as source, summed over heads
+    cls_source_means: Tensor | None = None  # [N, L]
+    n_tokens: int = 0  # T, the tokens attention reads (the official split spreads b_O over them)
     tokens: dict[int, Tensor] = field(default_factory=dict)  # {layer: [N, H, T, D]} per source token
     token_means: dict[int, Tensor] = field(default_factory=dict)  # {layer: [N, H, T]}
     token_sum: Tensor | None = None  # [N, T, D]  sum over chosen layers and heads (token_reduce="sum")
@@ -184,7 +189,7 @@ def run(
     if parts:
         out.embed = x[:, 0].float() @ folded.G
         out.embed_mean = x[:, 0].float().mean(-1)
-        heads_acc, head_means, mlps_acc, mlp_means = [], [], [], []
+        heads_acc, head_means, mlps_acc, mlp_means, cls_acc, cls_means = [], [], [], [], [], []
     raw_heads, raw_mlps = [], []
     if token_reduce == "sum" and token_layers:
         out.token_sum = torch.zeros(n, t, folded.G.shape[1], device=x.device)
@@ -198,6 +203,9 @@ def run(
             cls_heads = attn[:, :, 0].float()  # [N, H, hd]
             heads_acc.append(torch.einsum("nhk,hkd->nhd", cls_heads, folded.head_maps[layer]))
             head_means.append(torch.einsum("nhk,hk->nh", cls_heads, folded.head_mean_vecs[layer]))
+            from_cls = v[:, :, 0].float() * _cls_row(q, k)[:, :, :1]  # [N, H, hd]: a(CLS, CLS) v_CLS
+            cls_acc.append(torch.einsum("nhk,hkd->nd", from_cls, folded.head_maps[layer]))
+            cls_means.append(torch.einsum("nhk,hk->n", from_cls, folded.head_mean_vecs[layer]))
         if cls_raw:
             raw_heads.append(attn[:, :, 0].float())
         if layer in token_layers:
@@ -221,12 +229,15 @@ def run(
     out.ln_std = torch.sqrt(r.var(-1, unbiased=False) + folded.ln_post_eps)
     inv = (1.0 / out.ln_std)[:, None]
     out.folded = folded
+    out.n_tokens = t
     if parts:
         out.embed = out.embed * inv
         out.heads = torch.stack(heads_acc, 1) * inv[:, :, None, None]
         out.head_means = torch.stack(head_means, 1)
         out.mlps = torch.stack(mlps_acc, 1) * inv[:, :, None]
         out.mlp_means = torch.stack(mlp_means, 1)
+        out.cls_source = torch.stack(cls_acc, 1) * inv[:, :, None]
+        out.cls_source_means = torch.stack(cls_means, 1)
         out.attn_bias = (folded.attn_bias @ folded.G)[None] * inv[:, :, None]
         out.attn_bias_mean = folded.attn_bias.mean(-1)
     for layer in out.tokens:
@@ -234,6 +245,12 @@ def run(
     if out.token_sum is not None:
         out.token_sum = out.token_sum * inv[:, :, None]
     return out
+
+
+def _cls_row(q: Tensor, k: Tensor) -> Tensor:
+    """[N, H, T] the CLS query's attention weights over the source tokens (fp32), never the whole matrix."""
+    logits = torch.einsum("nhk,nhtk->nht", q[:, :, 0].float(), k.float()) * q.shape[-1] ** -0.5
+    return logits.softmax(-1)
 
 
 def _capture_tokens(
@@ -247,9 +264,7 @@ def _capture_tokens(
     head_mask: Tensor | None,
 ) -> None:
     """Split each head's CLS output over source tokens: a[h, t] * W_O^h v_t^h (unscaled by sigma)."""
-    scale = q.shape[-1] ** -0.5
-    logits = torch.einsum("nhk,nhtk->nht", q[:, :, 0].float(), k.float()) * scale
-    weights = logits.softmax(-1)  # [N, H, T], the CLS row of the attention only
+    weights = _cls_row(q, k)
     if token_reduce == "sum" and head_mask is not None:
         weights = weights * head_mask[layer].to(weights)[None, :, None]
     weighted_v = v.float() * weights[..., None]  # [N, H, T, hd]

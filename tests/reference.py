@@ -2,7 +2,8 @@
 
 `naive_components` materialises the full attention matrices head by head (what the official code's
 hooks see); `official_parts` applies the official code's post-LN split to them literally;
-`official_reference` and `paper_reference` are TextSpan as the official code and the paper state it.
+`official_ablations` is the official `compute_ablations.py`; `official_reference` and `paper_reference`
+are TextSpan as the official code and the paper state it.
 """
 
 from __future__ import annotations
@@ -73,6 +74,7 @@ def official_parts(visual: torch.nn.Module, images: torch.Tensor) -> dict[str, t
         "mlps": mlps_out[:, 1:] / norm[:, None, None],
         "heads": attn_out.sum(2) / norm[:, None, None, None],
         "tokens": attn_out.transpose(2, 3) / norm[:, None, None, None, None],  # [N, L, H, T, D]
+        "attentions": attn_out / norm[:, None, None, None, None],  # [N, L, T, H, D]: PRSLogger.finalize's order
         "z": z,
     }
 
@@ -97,6 +99,70 @@ def exact_parts(visual: torch.nn.Module, images: torch.Tensor) -> dict[str, torc
         heads_no_bias[:, layer] -= biases[-1] / heads_no_bias.shape[2]
     bias = torch.stack(biases)[None].expand(final.shape[0], -1, -1)
     return {"embed": out(comp["embed"]), "mlps": out(comp["mlps"]), "heads": out(heads_no_bias), "biases": out(bias)}
+
+
+@torch.no_grad()
+def exact_cls_source(visual: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """[N, L, D] each layer's heads at the CLS token as source (bias share removed), centred by its own mean."""
+    comp = naive_components(visual, images)
+    final, attn = comp["final"], comp["attn"]  # attn [N, L, T, H, W], b_O * ls_1 / (T H) in every entry
+    std = (final.var(-1, unbiased=False) + visual.ln_post.eps).sqrt()
+    t = attn.shape[2]
+    rows = []
+    for layer, block in enumerate(visual.transformer.resblocks):
+        ls_1 = block.ls_1.gamma if hasattr(block.ls_1, "gamma") else torch.ones(final.shape[-1])
+        rows.append(attn[:, layer, 0].sum(1) - block.attn.out_proj.bias * ls_1 / t)
+    cls = torch.stack(rows, 1)
+    return ((cls - cls.mean(-1, keepdim=True)) * visual.ln_post.weight / std[:, None, None]) @ visual.proj
+
+
+def official_cls_attn(attentions: np.ndarray) -> np.ndarray:
+    """compute_prs.py (clip_text_span): ``cls_to_cls_results.append(np.sum(attentions[:, :, 0], axis=2))``,
+    "the cls->cls attention, reduce the heads": attentions [b, l, n, h, d] -> [b, l, d]."""
+    return np.sum(attentions[:, :, 0], axis=2)
+
+
+def _official_accuracy(output: torch.Tensor, target: torch.Tensor) -> float:
+    """utils/misc.py ``accuracy`` (clip_text_span), top-1 (``.item()`` where the original calls ``float()`` on a
+    one-element array, which this numpy refuses)."""
+    pred = output.topk(1, 1, True, True)[1].t()
+    correct = pred.eq(target.view(1, -1).expand_as(pred))
+    return correct[:1].reshape(-1).float().sum(0, keepdim=True).cpu().numpy().item() / len(target)
+
+
+def official_ablations(
+    attns: np.ndarray, mlps: np.ndarray, cls_attn: np.ndarray, classifier: np.ndarray, labels: np.ndarray
+) -> dict[str, tuple[np.ndarray, float]]:
+    """``main`` of compute_ablations.py (clip_text_span) up to the layer loop, transcribed line by line.
+
+    attns [b, l, h, d], mlps [b, l+1, d] (the embedding term first), cls_attn [b, l, d], classifier [d, c],
+    labels [b]. Returns, per printed row, the embeddings and the accuracy in percent.
+    """
+    baseline = attns.sum(axis=(1, 2)) + mlps.sum(axis=1)
+    baseline_acc = _official_accuracy(torch.from_numpy(baseline @ classifier).float(), torch.from_numpy(labels)) * 100
+    mlps_mean = np.repeat(mlps.mean(axis=0)[np.newaxis], attns.shape[0], axis=0)  # einops "l d -> b l d"
+    mlps_ablation = attns.sum(axis=(1, 2)) + mlps_mean.sum(axis=1)
+    mlps_ablation_acc = (
+        _official_accuracy(torch.from_numpy(mlps_ablation @ classifier).float(), torch.from_numpy(labels)) * 100
+    )
+    mlps_no_layers = mlps.sum(axis=1)
+    attns_no_cls = attns.sum(axis=2)
+    attns_no_cls = attns_no_cls - cls_attn + cls_attn.mean(axis=0)[np.newaxis, :, :]
+    no_cls_ablation = attns_no_cls.sum(axis=1) + mlps_no_layers
+    no_cls_acc = (
+        _official_accuracy(torch.from_numpy(no_cls_ablation @ classifier).float(), torch.from_numpy(labels)) * 100
+    )
+    mlp_and_no_cls_ablation = attns_no_cls.sum(axis=1) + mlps_mean.sum(axis=1)
+    mlp_and_no_cls_ablation_acc = (
+        _official_accuracy(torch.from_numpy(mlp_and_no_cls_ablation @ classifier).float(), torch.from_numpy(labels))
+        * 100
+    )
+    return {
+        "Baseline": (baseline, baseline_acc),
+        "+ MLPs ablation": (mlps_ablation, mlps_ablation_acc),
+        "+ CLS ablation": (no_cls_ablation, no_cls_acc),
+        "+ MLPs + CLS ablation": (mlp_and_no_cls_ablation, mlp_and_no_cls_ablation_acc),
+    }
 
 
 def official_reference(data: np.ndarray, text_features: np.ndarray, iters: int, rank: int):

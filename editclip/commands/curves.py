@@ -14,7 +14,8 @@ from .textspan import add_store_arg, add_textspan_args, check_out, open_store
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
         "curves",
-        help="zero-shot accuracy under mean-ablation (paper Fig. 2) and TextSpan reconstruction (Fig. 3)",
+        help="zero-shot accuracy under mean-ablation (paper Fig. 2, the CLS-source table) and TextSpan "
+        "reconstruction (Fig. 3)",
         description="Compute the paper's accuracy curves on a stored decomposition with a zero-shot classifier "
         "and write curves.json and curves.png.",
     )
@@ -96,6 +97,13 @@ def run(args: argparse.Namespace) -> int:
         print("attention layers ablated 0..L: " + " ".join(f"{100 * a:.1f}" for a in ablation["attention"]))
         print("MLPs ablated 0..L:             " + " ".join(f"{100 * a:.1f}" for a in ablation["mlps"]))
         print(f"all MLPs and the embedding term: {100 * ablation['all_mlps_and_embed']:.1f}")
+        table = ablation["cls_ablation"]
+        if table is None:
+            print(f"no CLS-source ablation: {ablation['cls_ablation_missing']}")
+        else:
+            print(f"baseline {100 * table['baseline']:.1f}; mean-ablated: MLPs and the embedding term "
+                  f"{100 * table['mlps']:.1f}, CLS-source attention {100 * table['cls_source']:.1f}, "
+                  f"both {100 * table['mlps_and_cls_source']:.1f}")  # fmt: skip
     if reconstruction is not None:
         pairs = zip(reconstruction["m"], reconstruction["accuracy"], strict=True)
         by_m = ", ".join(f"{m}: {100 * a:.1f}" for m, a in pairs)
