@@ -129,7 +129,7 @@ def test_bench_runs_the_previous_implementation_and_finds_the_same_picks(variant
 
 
 def test_block_triangular_scatter_equals_the_full_product():
-    from editclip._textspan import _symmetric_product
+    from editclip._textspan_select import _symmetric_product
 
     x = torch.randn(2, 50, 70, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     for block in (16, 30, 35, 64):
