@@ -173,7 +173,7 @@ def test_a_failure_before_the_first_chunk_removes_the_store_but_later_ones_keep_
 ) -> None:  # fmt: skip
     import errno
 
-    from editclip import store as store_module
+    from editclip import _store_folder as store_module
 
     out = tmp_path / "s"
     args = _decompose_args(tiny_files, tiny_waterbirds, out)
