@@ -22,12 +22,13 @@ heads (``pool_heads`` [N, G, D], named ``pool.H{g}``), ``pool_mlp`` and the pool
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
 
+from ._capture import Recorder, concat_captured, plan_capture
 from ._constants import CONVENTIONS
 from .backbone import Backbone
 from .errors import EditclipError
@@ -52,6 +53,7 @@ class Decomposition:
     pool_heads: Tensor | None = None  # [N, G, D]  the attention pool's heads (official convention, pooled)
     pool_tokens: Tensor | None = None  # [N, G, T, D]  pool heads per source token (official, when asked)
     cls_source: Tensor | None = None  # [N, L, D]  the part of each layer's heads read from the CLS token itself
+    captured: dict[str, Tensor] = field(default_factory=dict)  # named capture points (editclip._capture)
 
     def __post_init__(self) -> None:
         if self.convention not in CONVENTIONS:
@@ -66,6 +68,8 @@ class Decomposition:
         if self.tokens:
             first = next(iter(self.tokens.values()))
             tokens = f", tokens of {', '.join(f'L{layer}' for layer in sorted(self.tokens))} [{first.shape[2]} each]"
+        if self.captured:
+            tokens += f", {len(self.captured)} captured"
         return (f"Decomposition({n} images, {layers} layers x {heads} heads, D={dim}, {self.convention}, "
                 f"{str(self.heads.dtype).removeprefix('torch.')}{tokens})")  # fmt: skip
 
@@ -100,6 +104,7 @@ class Decomposition:
             pool_heads=_pick(self.pool_heads, index),
             pool_tokens=_pick(self.pool_tokens, index),
             cls_source=_pick(self.cls_source, index),
+            captured={name: t[index] for name, t in self.captured.items()},
         )
 
     @staticmethod
@@ -121,6 +126,7 @@ class Decomposition:
             pool_heads=_cat([p.pool_heads for p in parts]),
             pool_tokens=_cat([p.pool_tokens for p in parts]),
             cls_source=_cat([p.cls_source for p in parts]),
+            captured=concat_captured([p.captured for p in parts]),
         )
 
 
@@ -245,15 +251,25 @@ def decompose(
     convention: str = "exact",
     token_layers: Sequence[int] | None = None,
     batch_size: int = 64,
+    capture: Iterable[str] | None = None,
 ) -> Decomposition:
-    """Decompose the embeddings of ``images`` [N, 3, H, W] (already preprocessed) into direct parts."""
+    """Decompose the embeddings of ``images`` [N, 3, H, W] (already preprocessed) into direct parts.
+
+    ``capture`` names intermediate tensors to keep as well (``["L3.attn.pattern", "last:2.mlp.post"]``,
+    docs/INTERFACES.md), returned in ``Decomposition.captured``.
+    """
     if convention not in CONVENTIONS:
         raise EditclipError(f"convention {convention!r} is unknown; choose one of {CONVENTIONS}")
     if images.ndim != 4:
         raise EditclipError(f"images must be a [N, 3, H, W] tensor; got shape {list(images.shape)}")
+    tower = bb.tower
+    plan = plan_capture(capture, tower)
     chunks = []
     for start in range(0, images.shape[0], batch_size):
         batch = images[start : start + batch_size].to(bb.device)
-        out = run(bb.tower, batch, token_layers=token_layers or ())
-        chunks.append(from_vit_output(out, convention))
+        recorder = Recorder(plan)
+        out = run(tower, batch, token_layers=token_layers or (), recorder=recorder)
+        chunk = from_vit_output(out, convention)
+        chunk.captured = recorder.result()
+        chunks.append(chunk)
     return Decomposition.concat(chunks)

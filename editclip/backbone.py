@@ -11,7 +11,7 @@ import copy
 import hashlib
 import json
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -134,6 +134,17 @@ class Backbone:
     def encode_image(self, images: torch.Tensor) -> torch.Tensor:
         """[N, D] unnormalised image embeddings from the model's own forward."""
         return families.encode_image(self.model, images.to(self.device, self.dtype)).float()
+
+    def capture(self, images: torch.Tensor, names: Iterable[str], batch_size: int = 64) -> dict[str, torch.Tensor]:
+        """Named intermediate tensors of the image tower on ``images`` [N, 3, H, W] (already preprocessed).
+
+        ``names``: capture points such as ``L3.attn.pattern``, ``L0-5.mlp.post``, ``last:4.attn.q``,
+        ``L*.resid.post`` or ``pool.attn.pattern``; the result has one fp32 tensor per layer and kind, keyed
+        ``L3.attn.pattern`` (shapes in docs/INTERFACES.md).
+        """
+        from ._capture import capture_images
+
+        return capture_images(self, images, names, batch_size)
 
 
 def preprocessing_record(model: nn.Module) -> dict[str, Any]:

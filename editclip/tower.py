@@ -92,7 +92,15 @@ class Block:
 
     def mlp(self, x: Tensor) -> Tensor:
         """The MLP branch's contribution to the residual of the stream ``x`` [N, T, W]."""
-        hidden = activate(self.act, F.linear(self.ln_2(x), self.fc1_weight, self.fc1_bias))
+        return self.mlp_out(self.mlp_hidden(x)[1])
+
+    def mlp_hidden(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """The fc1 outputs and the neuron activations [N, T, M] of the stream ``x`` [N, T, W]."""
+        pre = F.linear(self.ln_2(x), self.fc1_weight, self.fc1_bias)
+        return pre, activate(self.act, pre)
+
+    def mlp_out(self, hidden: Tensor) -> Tensor:
+        """The MLP branch's contribution to the residual from the neuron activations ``hidden`` [N, T, M]."""
         m = F.linear(hidden, self.fc2_weight, self.fc2_bias)
         return m * self.ls_2 if self.ls_2 is not None else m
 

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ._capture import Recorder
 from .errors import EditclipError
 from .families import describe
 from .pooling import Readout, linear_map
@@ -154,6 +155,7 @@ def run(
     token_reduce: str = "none",
     token_head_mask: Tensor | None = None,
     cls_raw: bool = False,
+    recorder: Recorder | None = None,
 ) -> VitOutput:
     """Run the image tower on ``images`` [N, 3, H, W], capturing direct parts when asked.
 
@@ -166,6 +168,7 @@ def run(
         token_head_mask: [L, H] bool, the heads summed when ``token_reduce="sum"`` (default all).
         cls_raw: also return the raw CLS head outputs (before out_proj) and MLP outputs, which the
             weights target of an edit needs to patch out_proj and c_proj.
+        recorder: keeps the named capture points of its plan (:mod:`editclip._capture`); none by default.
     """
     if token_reduce not in ("none", "sum"):
         raise EditclipError(f"token_reduce must be 'none' or 'sum', got {token_reduce!r}")
@@ -178,13 +181,14 @@ def run(
             raise EditclipError(f"token layer {layer} is out of range; this model has layers 0..{n_layers - 1}")
     capture = parts or bool(token_layers)
     folded = fold_weights(tower) if capture else None
+    recorder = recorder or Recorder()
 
     x = embed(tower, images)
     n, t, width = x.shape
     out = VitOutput(embedding=torch.empty(0))
     if tower.pool != "cls":
         run_pooled(tower, x, out, folded, parts=parts, token_layers=token_layers, token_reduce=token_reduce,
-                   token_head_mask=token_head_mask, cls_raw=cls_raw)  # fmt: skip
+                   token_head_mask=token_head_mask, cls_raw=cls_raw, recorder=recorder)  # fmt: skip
         return out
     if parts:
         out.embed = x[:, 0].float() @ folded.G
@@ -196,9 +200,14 @@ def run(
         out.token_sum_mean = torch.zeros(n, t, device=x.device)
 
     for layer, block in enumerate(blocks):
+        recorder.resid(layer, "pre", x)
         q, k, v = block.qkv(block.ln_1(x))  # [N, H, T, hd]
+        recorder.attention(layer, block, q, k, v)
         attn = F.scaled_dot_product_attention(q, k, v)  # [N, H, T, hd]
-        x = x + block.out(attn.transpose(1, 2).reshape(n, t, width))
+        attn_out = block.out(attn.transpose(1, 2).reshape(n, t, width))
+        recorder.attn_out(layer, attn_out)
+        x = x + attn_out
+        recorder.resid(layer, "mid", x)
         if parts:
             cls_heads = attn[:, :, 0].float()  # [N, H, hd]
             heads_acc.append(torch.einsum("nhk,hkd->nhd", cls_heads, folded.head_maps[layer]))
@@ -210,8 +219,9 @@ def run(
             raw_heads.append(attn[:, :, 0].float())
         if layer in token_layers:
             _capture_tokens(out, layer, q, k, v, folded, token_reduce, token_head_mask)
-        m = block.mlp(x)
+        m = recorder.mlp(layer, block, x)
         x = x + m
+        recorder.resid(layer, "post", x)
         if cls_raw:
             raw_mlps.append(m[:, 0].float())
         if parts:

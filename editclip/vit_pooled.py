@@ -20,6 +20,7 @@ from .pooling import Readout, readout
 from .tower import Block, Tower
 
 if TYPE_CHECKING:
+    from ._capture import Recorder
     from .vit import FoldedWeights, VitOutput
 
 
@@ -34,6 +35,7 @@ def run_pooled(
     token_reduce: str,
     token_head_mask: Tensor | None,
     cls_raw: bool,
+    recorder: Recorder,
 ) -> None:
     """Run the blocks on the embedded tokens ``x`` [N, T, W] and fill ``out`` (see :func:`editclip.vit.run`)."""
     n, t, width = x.shape
@@ -41,17 +43,24 @@ def run_pooled(
     embed_field = x if parts else None
     attn_outs, mlp_outs, token_qkv = [], [], {}
     for layer, block in enumerate(tower.blocks):
+        recorder.resid(layer, "pre", x)
         q, k, v = block.qkv(block.ln_1(x))  # [N, H, T, hd]
+        recorder.attention(layer, block, q, k, v)
         attn = F.scaled_dot_product_attention(q, k, v)
-        x = x + block.out(attn.transpose(1, 2).reshape(n, t, width))
+        attn_out = block.out(attn.transpose(1, 2).reshape(n, t, width))
+        recorder.attn_out(layer, attn_out)
+        x = x + attn_out
+        recorder.resid(layer, "mid", x)
         if layer in token_layers:
             token_qkv[layer] = (q, k, v)
-        m = block.mlp(x)
+        m = recorder.mlp(layer, block, x)
         x = x + m
+        recorder.resid(layer, "post", x)
         if keep:
             attn_outs.append(attn)
             mlp_outs.append(m)
     r = readout(tower.readout, x)
+    recorder.pool(r.attn)
     out.embedding = r.embedding
     out.readout = r
     out.folded = folded
