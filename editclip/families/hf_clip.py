@@ -181,7 +181,7 @@ def save_weights(bb: Any, model: nn.Module, folder: Path, metadata: dict[str, An
         tokenizer = getattr(bb.tokenizer, "tokenizer", None)
         if tokenizer is not None:
             tokenizer.save_pretrained(str(work))
-        from ..export import CHECKPOINT_FORMAT
+        from ..artifacts import CHECKPOINT_FORMAT
 
         record = {**metadata, "format": CHECKPOINT_FORMAT}
         (work / "editclip.json").write_text(json.dumps(record, indent=2) + "\n")

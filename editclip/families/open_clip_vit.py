@@ -238,6 +238,6 @@ def device_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
 def save_weights(bb: Any, model: nn.Module, folder: Path, metadata: dict[str, Any]) -> Path:
     """The weights target as ``folder/patched.safetensors``: a full state dict that stock open_clip loads with
     ``open_clip.create_model(name, pretrained=path)``."""
-    from ..export import save_patched_checkpoint
+    from ..artifacts import save_patched_checkpoint
 
     return save_patched_checkpoint(folder / "patched.safetensors", model.state_dict(), metadata)
