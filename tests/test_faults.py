@@ -226,9 +226,9 @@ def test_sigkill_mid_write_then_a_plain_rerun_succeeds(
     work.mkdir()
     spec = _spec(tmp_path, tiny_files, tiny_waterbirds, work / "export")
     target, args = {
-        "run": ("editclip.export:check_parity", ["run", str(spec), "--out", str(work / "report"), "--cache",
+        "run": ("editclip.onnx_export:check_parity", ["run", str(spec), "--out", str(work / "report"), "--cache",
                                                  str(tmp_path / "cache")]),
-        "export": ("editclip.export:check_parity", ["export", "--checkpoint", str(tiny_files[0]), "--model-config",
+        "export": ("editclip.onnx_export:check_parity", ["export", "--checkpoint", str(tiny_files[0]), "--model-config",
                                                     str(tiny_files[1]), "--out", str(work / "m.onnx")]),
         "toyworld make": ("editclip.toyworld.write:_write_images", ["toyworld", "make", "--out", str(work / "world"),
                                                                    "--n-train", "2", "--n-val", "2", "--n-test", "2"]),
