@@ -58,6 +58,25 @@ def tiny_bb(tiny_files: tuple[Path, Path]) -> editclip.Backbone:
     return editclip.load(checkpoint=checkpoint, config=config)
 
 
+def tiny_spec(tiny_files: tuple[Path, Path], data: Path, **overrides: object) -> dict:
+    """A valid spec (as data): the tiny model, calibration on ``val`` and evaluation on ``test`` of ``data``.
+
+    Top-level sections given as keyword arguments replace the defaults (``edits=[...]``, ``export=...``).
+    """
+    checkpoint, config = tiny_files
+    spec: dict = {
+        "editclip": 1,
+        "name": "tiny",
+        "model": {"checkpoint": str(checkpoint), "config": str(config)},
+        "calibration": {"data": {"root": str(data), "split": "val"}},
+        "edits": [{"mean_ablate": ["L3.H1", "L2.H0"]}],
+        "evaluate": {"data": {"root": str(data), "split": "test"}, "classes": ["landbird", "waterbird"],
+                     "templates": ["a photo of a {}."], "label": "y", "groups": ["y", "place"]},
+    }  # fmt: skip
+    spec.update(overrides)
+    return spec
+
+
 def write_waterbirds(root: Path, n_per_split: int = 16, size: int = 32, seed: int = 0) -> Path:
     """A Waterbirds-layout folder of random images whose colour depends weakly on y and place."""
     rng = np.random.default_rng(seed)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import tiny_spec
 
 import editclip
 from editclip._compile import CompiledEdit, compile_edit
@@ -77,17 +78,8 @@ def test_help_shows_the_api() -> None:
 @pytest.fixture(scope="module")
 def run_result(tiny_files: tuple[Path, Path], tiny_waterbirds: Path, tmp_path_factory: pytest.TempPathFactory):
     """run_spec on the tiny model with out=None, from a fresh working folder (that must stay empty)."""
-    checkpoint, config = tiny_files
-    spec = EditSpec.from_dict({
-        "editclip": 1,
-        "name": "tiny",
-        "model": {"checkpoint": str(checkpoint), "config": str(config)},
-        "calibration": {"data": {"root": str(tiny_waterbirds), "split": "val"}},
-        "edits": [{"mean_ablate": ["L3.H1", "L2.H0"]}],
-        "evaluate": {"data": {"root": str(tiny_waterbirds), "split": "test"}, "classes": ["landbird", "waterbird"],
-                     "templates": ["a photo of a {}."], "label": "y", "groups": ["y", "place"]},
-        "export": {"formats": ["safetensors"], "dir": "export"},
-    })  # fmt: skip
+    spec = EditSpec.from_dict(tiny_spec(tiny_files, tiny_waterbirds,
+                                        export={"formats": ["safetensors"], "dir": "export"}))
     work = tmp_path_factory.mktemp("run-nothing")
     cache = tmp_path_factory.mktemp("run-cache")
     cwd = Path.cwd()

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import tiny_spec
 
 from editclip import cli
 from editclip.store import LOCK_NAME, DecompositionStore
@@ -203,15 +204,8 @@ def test_a_failure_before_the_first_chunk_removes_the_store_but_later_ones_keep_
 
 
 def _spec(tmp_path: Path, tiny_files: tuple[Path, Path], data: Path, export_dir: Path) -> Path:
-    spec = {
-        "editclip": 1,
-        "model": {"checkpoint": str(tiny_files[0]), "config": str(tiny_files[1])},
-        "calibration": {"data": {"root": str(data), "split": "val"}},
-        "edits": [{"mean_ablate": ["L3.H1"]}],
-        "evaluate": {"data": {"root": str(data), "split": "test"}, "classes": ["landbird", "waterbird"],
-                     "templates": ["a photo of a {}."], "label": "y", "groups": ["y", "place"]},
-        "export": {"formats": ["safetensors", "onnx"], "dir": str(export_dir)},
-    }  # fmt: skip
+    spec = tiny_spec(tiny_files, data, edits=[{"mean_ablate": ["L3.H1"]}],
+                     export={"formats": ["safetensors", "onnx"], "dir": str(export_dir)})
     path = tmp_path / "spec.yaml"
     path.write_text(yaml.safe_dump(spec))
     return path

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import torch
 import yaml
-from conftest import write_waterbirds
+from conftest import tiny_spec, write_waterbirds
 
 import editclip
 from editclip import cli
@@ -31,16 +31,7 @@ TEMPLATES = ["a photo of a {}."]
 def base(tiny_files: tuple[Path, Path], tiny_waterbirds: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict:
     """A valid spec (as data) for the tiny model and the tiny Waterbirds folder; cwd is a fresh folder."""
     monkeypatch.chdir(tmp_path)
-    checkpoint, config = tiny_files
-    return {
-        "editclip": 1,
-        "name": "tiny",
-        "model": {"checkpoint": str(checkpoint), "config": str(config)},
-        "calibration": {"data": {"root": str(tiny_waterbirds), "split": "val"}},
-        "edits": [{"mean_ablate": ["L3.H1", "L2.H0"]}],
-        "evaluate": {"data": {"root": str(tiny_waterbirds), "split": "test"}, "classes": ["landbird", "waterbird"],
-                     "templates": TEMPLATES, "label": "y", "groups": ["y", "place"]},
-    }  # fmt: skip
+    return tiny_spec(tiny_files, tiny_waterbirds)
 
 
 def _spec(base: dict, **changes: Any) -> EditSpec:
