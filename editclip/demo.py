@@ -1,4 +1,4 @@
-"""``editclip demo``: the whole method on the shipped toy world, offline, in about 20 s on a 2-core CPU.
+"""``editclip demo``: the whole method on the shipped toy world, offline, in 10-20 s on a 2-core CPU.
 
 1. Generate a small toy-world dataset (Waterbirds layout: two shapes as classes, land/water backgrounds
    as places; the training split keeps the spurious correlation, val and test are group-balanced).

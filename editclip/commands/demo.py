@@ -17,7 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "CLIP, rank the heads whose direct part follows the background rather than the shape, choose how many "
         "to mean-ablate on the calibration split, write the spec, compile it, evaluate baseline vs edited on "
         "the test split, export ONNX and report whether worst-group accuracy rose by 10 points with the "
-        "average at most 5 points lower. Offline; about 20 s on a 2-core CPU.",
+        "average at most 5 points lower. Offline; 10-20 s on a 2-core CPU.",
     )
     parser.add_argument("--out", default="out/demo", help="output folder (default out/demo)")
     add_overwrite_arg(parser, "a non-empty --out")
