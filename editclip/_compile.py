@@ -16,7 +16,9 @@ Two targets:
   output space, M^+ its pseudo-inverse), the closest head_dim-space map. This is folded into
   out_proj: ``W_O[:, h] <- W_O[:, h] A^T`` and ``b_O += W_O[:, h] (I - A)^T mu_o``. An MLP's ablation
   sets c_proj to output its CLS mean everywhere. The embedding term and the out_proj biases are
-  constants in the residual stream, so their ablation changes no weight. Because later layers read
+  constants in the residual stream, so their ablation changes no weight. The CLS-source attention
+  (``L<i>.attn.cls``) is an image's attention weight on the CLS token times that token's value, so no
+  weight change expresses its ablation: it is refused here (wrapper target only). Because later layers read
   the changed outputs too, this differs from the direct semantics: :meth:`CompiledEdit.fidelity`
   measures by how much.
 """
@@ -43,8 +45,9 @@ from .baselines import embedding_projection
 from .data import ImageDataset
 from .edited import EditedCLIP, EditTensors
 from .errors import EditclipError
-from .names import POOL_MLP, parse_head, parse_mlp
+from .names import POOL_MLP, parse_cls_source, parse_head, parse_mlp
 from .spec import DataSpec, EditSpec, MeanAblate, Project
+from .spec.edit_spec import WEIGHTS_CANNOT_CLS
 from .spec.edits import EMBEDDING
 from .spec_data import spec_dataset
 from .stats import PartStats
@@ -98,6 +101,8 @@ class CompiledEdit:
         The keys patched are the ones the family adapter names in the tower description (out projection and
         MLP output projection of each edited layer), so the result loads into the base model's own class.
         """
+        if self.tensors.ablate_cls_source.numel():
+            raise EditclipError(WEIGHTS_CANNOT_CLS)
         if not self.raw_stats:
             raise EditclipError("this compiled edit has no raw calibration statistics; compile with target weights")
         bb = self.backbone
@@ -178,8 +183,9 @@ def calibration_store(
     precision, the convention and storage dtype, and the images (ids, paths, sizes and modification times).
     """
     files = [(str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in dataset.paths]  # regenerated data -> new key
+    # "fields": stores that hold cls_source get keys of their own, so cached stores made before it are not reused
     numbers = {"fingerprint": bb.fingerprint, "preprocessing": bb.preprocessing, "precision": bb.precision,
-               "convention": "exact", "dtype": "float32"}  # fmt: skip
+               "convention": "exact", "dtype": "float32", "fields": "cls_source"}  # fmt: skip
     key = hashlib.sha256(json.dumps([numbers, dataset.describe(), dataset.ids, files]).encode()).hexdigest()[:20]
     root = Path(cache_dir) if cache_dir is not None else cache_root() / "stores"
     return decompose_dataset(bb, dataset, root / f"{bb.fingerprint}-{key}", batch_size=batch_size, wait=True)
@@ -212,7 +218,7 @@ def compile_edit(
     dim = shape.embed_dim
     head_means = store.mean("heads")  # [L, H, D]
     ablate_heads, ablate_head_means, proj_heads, proj_linear, proj_offset = [], [], [], [], []
-    ablate_mlps, ablate_embed, ablate_pool_mlp = [], False, False
+    ablate_mlps, ablate_embed, ablate_pool_mlp, ablate_cls = [], False, False, []
     head_edits: dict[tuple[int, int], Tensor] = {}
     bases: dict[str, Any] = {}
     embedding_projector = torch.zeros(0, dim)
@@ -232,6 +238,9 @@ def compile_edit(
             ablate_pool_mlp = True
         elif part.part.endswith(".mlp"):
             ablate_mlps.append(parse_mlp(part.part, shape.layers))
+        elif (layer := parse_cls_source(part.part, shape.layers)) is not None:
+            _check_cls_source(bb, store, part.part)
+            ablate_cls.append(layer)
         else:
             ref = parse_head(part.part, shape.layers, shape.heads)
             mean = head_means[ref.layer, ref.head]
@@ -266,6 +275,8 @@ def compile_edit(
         embedding_projector=embedding_projector,
         ablate_pool_mlp=torch.tensor(ablate_pool_mlp),
         pool_mlp_mean=store.mean("pool_mlp") if ablate_pool_mlp else None,
+        ablate_cls_source=torch.tensor(sorted(ablate_cls), dtype=torch.long),
+        cls_source_means=store.mean("cls_source")[sorted(ablate_cls)] if ablate_cls else None,
     )
     provenance = {
         "data": store.meta["dataset"],
@@ -277,6 +288,21 @@ def compile_edit(
     if spec.target == "weights":
         compiled.raw_stats = raw_cls_means(bb, dataset, batch_size)
     return compiled
+
+
+def _check_cls_source(bb: Backbone, store: DecompositionStore | PartStats, part: str) -> None:
+    """A CLS-source ablation needs a tower that reads out its class token and statistics that hold the part."""
+    if bb.shape.pool != "cls":
+        raise EditclipError(
+            f"{part}: model {bb.model_id!r} pools with {bb.shape.pool!r} and reads out no class token, so it has no "
+            "CLS-source attention to ablate; this edit is for CLS-pooled towers"
+        )
+    has = "sum.cls_source" in store.tensors if isinstance(store, PartStats) else store.has_field("cls_source")
+    if not has:
+        raise EditclipError(
+            f"{part}: calibration statistics {str(store.root)!r} hold no CLS-source parts (made by an editclip that "
+            "did not record them); make them again (`editclip decompose` / `editclip stats`)"
+        )
 
 
 def _patch_pool_mlp(state: dict[str, Tensor], tower: Tower, mean: Tensor) -> None:

@@ -63,9 +63,10 @@ class HeadAction:
 
 def head_action(edit: EditTensors) -> tuple[list[int], HeadAction]:
     """The edit's heads (flat indices) and the one action they all take; refuse edits a control cannot copy."""
-    if edit.ablate_mlps.numel() or bool(edit.ablate_embed) or edit.embedding_projector.numel():
+    if (edit.ablate_mlps.numel() or bool(edit.ablate_embed) or edit.embedding_projector.numel()
+            or edit.ablate_cls_source.numel()):  # fmt: skip
         raise EditclipError("random-head controls copy an edit of heads; this edit also changes MLPs, the "
-                            "embedding term or the whole embedding")  # fmt: skip
+                            "embedding term, the CLS-source attention or the whole embedding")  # fmt: skip
     ablated, projected = edit.ablate_heads.tolist(), edit.project_heads.tolist()
     if ablated and projected:
         raise EditclipError("random-head controls copy one action; this edit both mean-ablates and projects heads")

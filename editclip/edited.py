@@ -43,10 +43,14 @@ class EditTensors:
     embedding_projector: Tensor  # [D, D] P of z' = z - z P (applied last), or [0, D] for none
     ablate_pool_mlp: Tensor = field(default_factory=lambda: torch.tensor(False))  # [] bool  (attention pools)
     pool_mlp_mean: Tensor | None = None  # [D]  (zeros of the embed_mean's shape when not given)
+    ablate_cls_source: Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.long))  # [Kc] layers
+    cls_source_means: Tensor | None = None  # [Kc, D]  their CLS-source attention means
 
     def __post_init__(self) -> None:
         if self.pool_mlp_mean is None:
             self.pool_mlp_mean = torch.zeros_like(self.embed_mean)
+        if self.cls_source_means is None:
+            self.cls_source_means = self.embed_mean.new_zeros(0, self.embed_mean.shape[-1])
 
     def __repr__(self) -> str:
         parts = [f"D={self.embed_mean.shape[-1]}"]
@@ -55,6 +59,7 @@ class EditTensors:
             "heads projected": self.project_heads,
             "MLPs mean-ablated": self.ablate_mlps,
             "layer biases mean-ablated": self.ablate_biases,
+            "layers' CLS-source attention mean-ablated": self.ablate_cls_source,
         }
         for what, index in counted.items():
             if index.numel():
@@ -80,20 +85,29 @@ class EditTensors:
         tensors = dict(tensors)
         if "embedding_projector" not in tensors and "embed_mean" in tensors:  # artifacts from before the field
             tensors["embedding_projector"] = torch.zeros(0, tensors["embed_mean"].shape[0])
-        optional = ("ablate_pool_mlp", "pool_mlp_mean")  # artifacts written before pooled towers lack them
+        # artifacts written before pooled towers (or the CLS-source ablation) lack these
+        optional = ("ablate_pool_mlp", "pool_mlp_mean", "ablate_cls_source", "cls_source_means")
         missing = [f.name for f in fields(cls) if f.name not in tensors and f.name not in optional]
         if missing:
             raise EditclipError(f"edit tensors are missing {missing}")
         return cls(**{f.name: tensors[f.name] for f in fields(cls) if f.name in tensors})
 
     def apply(
-        self, z: Tensor, heads: Tensor, mlps: Tensor, biases: Tensor, embed: Tensor, pool_mlp: Tensor | None = None
+        self,
+        z: Tensor,
+        heads: Tensor,
+        mlps: Tensor,
+        biases: Tensor,
+        embed: Tensor,
+        pool_mlp: Tensor | None = None,
+        cls_source: Tensor | None = None,
     ) -> Tensor:
         """Edited embeddings from unedited ones and their exact-convention parts; the whole-embedding projection,
         when there is one, comes last.
 
         z [N, D]; heads [N, L, H, D]; mlps [N, L, D]; biases [N, L, D]; embed [N, D]; pool_mlp [N, D] (the
-        attention pool's MLP part, needed when it is ablated).
+        attention pool's MLP part, needed when it is ablated); cls_source [N, L, D] (each layer's CLS-source
+        attention, needed when it is ablated).
         """
         flat = heads.flatten(1, 2)  # [N, L*H, D]
         delta = torch.zeros_like(z)
@@ -113,6 +127,10 @@ class EditTensors:
             if pool_mlp is None:
                 raise EditclipError("this edit ablates pool.mlp, but the model has no attention pool MLP part")
             delta = delta + (self.pool_mlp_mean[None] - pool_mlp)
+        if self.ablate_cls_source.numel():
+            if cls_source is None:
+                raise EditclipError("this edit ablates CLS-source attention, but the model reads out no class token")
+            delta = delta + (self.cls_source_means[None] - cls_source[:, self.ablate_cls_source]).sum(1)
         z = z + delta
         if self.embedding_projector.numel():
             z = z - z @ self.embedding_projector
@@ -147,7 +165,8 @@ class EditedCLIP(nn.Module):
     def encode_image(self, image: Tensor, normalize: bool = False) -> Tensor:
         """[N, D] edited image embeddings (fp32)."""
         out = run(families.describe(self.model), image)
-        z = self.edits.apply(out.embedding, out.heads, out.mlps, out.attn_bias, out.embed, out.pool_mlp)
+        z = self.edits.apply(out.embedding, out.heads, out.mlps, out.attn_bias, out.embed, out.pool_mlp,
+                             out.cls_source)  # fmt: skip
         return F.normalize(z, dim=-1) if normalize else z
 
     def encode_text(self, text: Tensor, normalize: bool = False) -> Tensor:

@@ -169,7 +169,8 @@ def fast_embeddings(
     return torch.cat(pieces)
 
 
-_PART_DIMS = {"heads": 4, "mlps": 3, "biases": 3, "embed": 2, "pool_mlp": 2}  # the fields apply() takes, with ranks
+# the fields apply() takes, with their ranks
+_PART_DIMS = {"heads": 4, "mlps": 3, "biases": 3, "embed": 2, "pool_mlp": 2, "cls_source": 3}
 
 
 def _fields_needed(edit: EditTensors | None) -> set[str]:
@@ -187,6 +188,8 @@ def _fields_needed(edit: EditTensors | None) -> set[str]:
         needed.add("embed")
     if bool(edit.ablate_pool_mlp):
         needed.add("pool_mlp")
+    if edit.ablate_cls_source.numel():
+        needed.add("cls_source")
     return needed
 
 

@@ -1,7 +1,8 @@
 """One naming scheme for the parts of an image embedding, shared by specs, reports, stores and the API.
 
 Heads are ``L{layer}.H{head}`` (0-based, as in the paper: ``L21.H11``), MLPs ``L{layer}.mlp``, the
-ln_pre term ``embed``. Attention-pooled towers (SigLIP) add the pool's MLP ``pool.mlp`` and, in the
+ln_pre term ``embed``, the part of a layer's heads read from the CLS token itself ``L{layer}.attn.cls``
+(the CLS-source attention). Attention-pooled towers (SigLIP) add the pool's MLP ``pool.mlp`` and, in the
 official convention, the pool's heads ``pool.H{head}``. Layer selections are ``L8``, ``L0-19``,
 ``last:4`` or ``all``, or several of those joined by commas.
 """
@@ -16,6 +17,7 @@ from .errors import EditclipError
 # ASCII digits only: in a str pattern \d would also match full-width and other Unicode digits.
 _HEAD_RE = re.compile(r"^L([0-9]+)\.H([0-9]+)$")
 _MLP_RE = re.compile(r"^L([0-9]+)\.mlp$")
+_CLS_SOURCE_RE = re.compile(r"^L([0-9]+)\.attn\.cls$")
 _LAYER_RE = re.compile(r"^L([0-9]+)(?:-([0-9]+))?$")
 _LAST_RE = re.compile(r"^last:([0-9]+)$")
 _POOL_HEAD_RE = re.compile(r"^pool\.H([0-9]+)$")
@@ -71,6 +73,21 @@ def head_name(layer: int, head: int) -> str:
 def mlp_name(layer: int) -> str:
     """``L{layer}.mlp``."""
     return f"L{layer}.mlp"
+
+
+def cls_source_name(layer: int) -> str:
+    """``L{layer}.attn.cls``: what the layer's heads read from the CLS token itself."""
+    return f"L{layer}.attn.cls"
+
+
+def parse_cls_source(text: str, n_layers: int | None = None) -> int | None:
+    """The layer of a CLS-source part name ``L3.attn.cls``; None for any other name."""
+    match = _CLS_SOURCE_RE.match(str(text).strip())
+    if not match:
+        return None
+    layer = _index(match.group(1), text)
+    _check_layer(layer, n_layers, repr(text))
+    return layer
 
 
 def parse_head(text: str, n_layers: int | None = None, n_heads: int | None = None) -> HeadRef:

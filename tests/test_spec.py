@@ -274,7 +274,8 @@ edits:
     assert str(info.value).splitlines() == [
         "invalid edit spec spec.yaml (2 problems):",
         "  edits[1].project.head (line 8): head L5.H9: head 9 is out of range; this model has heads 0..3",
-        "  edits[2].mean_ablate.extra (line 10): unknown key; allowed keys: heads, layers, parts, embed, pool_mlp",
+        "  edits[2].mean_ablate.extra (line 10): unknown key; allowed keys: heads, layers, parts, embed, pool_mlp,"
+        " cls_source",
     ]
 
     (workdir / "spec.yaml").write_text(

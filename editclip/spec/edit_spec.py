@@ -126,7 +126,8 @@ class EditSpec(StrictModel):
         else:
             edits = _well_formed_edits(data)
             shape = _declared_shape(data)
-        problems += edit_problems(edits, *(shape or (None, None)))
+        target = spec.target if spec is not None else (data.get("target") if isinstance(data, dict) else None)
+        problems += edit_problems(edits, *(shape or (None, None)), target=target)
         raise_problems(problems, source, lines)
         assert spec is not None
         spec._source, spec._lines = source, lines
@@ -147,7 +148,8 @@ class EditSpec(StrictModel):
     def check_against(self, n_layers: int, n_heads: int) -> None:
         """Raise unless every head and layer exists in a model of `n_layers` layers of `n_heads` heads and
         no part takes two different edits (``last:k`` selections can only be checked here)."""
-        raise_problems(edit_problems(list(enumerate(self.edits)), n_layers, n_heads), self._source, self._lines)
+        problems = edit_problems(list(enumerate(self.edits)), n_layers, n_heads, target=self.target)
+        raise_problems(problems, self._source, self._lines)
 
     def resolved_parts(self, n_layers: int, n_heads: int) -> list[ResolvedPart]:
         """Every part the edits touch, once, with its action: ``("L21.H1", MeanAblate, 0)``,
@@ -160,12 +162,16 @@ class EditSpec(StrictModel):
         return list(resolved.values())
 
 
-def edit_problems(edits: list[tuple[int, Edit]], n_layers: int | None, n_heads: int | None) -> list[Problem]:
+def edit_problems(
+    edits: list[tuple[int, Edit]], n_layers: int | None, n_heads: int | None, target: Any = None
+) -> list[Problem]:
     """Problems of the (index, edit) pairs: heads and layers out of range when the shape is known, a head
-    projected twice, or projected and mean-ablated."""
+    projected twice, or projected and mean-ablated, a CLS-source attention part edited with a head of its
+    layer or in the weights target."""
     problems: list[Problem] = []
     if n_layers is not None:
         problems += _range_problems(edits, n_layers, n_heads)
+    problems += _cls_source_problems(edits, n_layers, target)
     for j, edit in edits:
         if edit.project is not None and edit.project.embedding:
             earlier = [i for i, other in edits if i < j and other.project is not None and other.project.embedding]
@@ -190,6 +196,51 @@ def edit_problems(edits: list[tuple[int, Edit]], n_layers: int | None, n_heads: 
                     )
                 )
     return problems
+
+
+WEIGHTS_CANNOT_CLS = (
+    "the weights target cannot express a CLS-source ablation: that part is each image's attention weight of "
+    "the CLS query on the CLS token times that token's value, a product of two image-dependent quantities that "
+    "no change of the stock weights replaces by its mean (and for the CLS query alone); use target: wrapper"
+)
+
+
+def _cls_source_problems(edits: list[tuple[int, Edit]], n_layers: int | None, target: Any) -> Iterator[Problem]:
+    """A CLS-source attention part lies inside its layer's head parts: no head of that layer may take an edit
+    too (its share would be replaced twice), and the weights target cannot express it."""
+    for j, edit in edits:
+        ablate = edit.mean_ablate
+        if ablate is None or not ablate.cls_source:
+            continue
+        loc = ("edits", j, "mean_ablate", "cls_source")
+        if target == "weights":
+            yield Problem(loc, WEIGHTS_CANNOT_CLS)
+        for i, other in edits:
+            for layer, what in _edited_heads(other, n_layers):
+                if ablate.covers_cls_source(layer, n_layers):
+                    how = "projects" if other.project is not None else "mean-ablates"
+                    yield Problem(loc, (
+                        f"edits[{j}] mean-ablates L{layer}.attn.cls, which lies inside {what}, which edits[{i}] "
+                        f"{how} ({other.action.describe()}); the CLS-source attention of a layer takes no edit "
+                        "together with a head of that layer"))  # fmt: skip
+                    break
+
+
+def _edited_heads(edit: Edit, n_layers: int | None) -> list[tuple[int, str]]:
+    """(layer, what) of the heads an edit changes, where they can be listed (a layer selection that needs the
+    unknown layer count gives none: the check runs again with the model's shape)."""
+    if edit.project is not None:
+        head = edit.project.head
+        return [] if head is None else [(parse_head(head).layer, f"the part of {head}")]
+    ablate = edit.mean_ablate
+    found = [(parse_head(h).layer, f"the part of {h}") for h in ablate.heads or []]
+    if ablate.parts in ("attention", "both"):
+        try:
+            layers = parse_layers(ablate.layers or "all", n_layers)
+        except EditclipError:  # last:k / all without the model's shape, or out of range (reported elsewhere)
+            layers = []
+        found += [(layer, f"the heads of L{layer}") for layer in layers]
+    return found
 
 
 def _range_problems(edits: list[tuple[int, Edit]], n_layers: int, n_heads: int | None) -> Iterator[Problem]:

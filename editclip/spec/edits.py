@@ -1,5 +1,6 @@
-"""The edits of a spec: mean-ablate heads, layers' parts or the embedding term; project a head onto or
-away from a span of directions (a TextSpan basis or texts)."""
+"""The edits of a spec: mean-ablate heads, layers' parts (attention heads, MLPs, the CLS-source
+attention) or the embedding term; project a head onto or away from a span of directions (a TextSpan basis
+or texts)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Annotated, Any, Literal, NamedTuple
 from pydantic import BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from .._constants import POOLS
-from ..names import POOL_MLP, HeadRef, head_name, layer_ranges, mlp_name, parse_layers
+from ..names import POOL_MLP, HeadRef, cls_source_name, head_name, layer_ranges, mlp_name, parse_layers
 from .fields import HEAD_PATTERN, HeadName, LayerSelection, PositiveInt, StrictModel, Text
 
 PACKAGE = Path(__file__).parent.parent  # the editclip package folder, where the shipped pools are
@@ -47,6 +48,12 @@ class MeanAblate(StrictModel):
     pool_mlp: bool | None = Field(
         None, description="Also ablate the attention pool's MLP (pool.mlp) of an attention-pooled (SigLIP) tower."
     )
+    cls_source: bool | None = Field(
+        None,
+        description="Also ablate the CLS-source attention (L<i>.attn.cls) of the selected layers (default all): "
+        "what every head of the layer reads from the CLS token itself, as the official ablation does. "
+        "CLS-pooled towers and the wrapper target only; not with an edit of a head in the same layer.",
+    )
 
     @field_validator("heads")
     @classmethod
@@ -57,11 +64,12 @@ class MeanAblate(StrictModel):
 
     @model_validator(mode="after")
     def _something(self) -> MeanAblate:
-        if self.layers is not None and self.parts is None:
-            raise ValueError("layers needs parts: attention, mlp or both")
-        if not self.heads and self.parts is None and not self.embed and not self.pool_mlp:
+        if self.layers is not None and self.parts is None and not self.cls_source:
+            raise ValueError("layers needs parts (attention, mlp or both) or cls_source: true")
+        if not self.heads and self.parts is None and not self.embed and not self.pool_mlp and not self.cls_source:
             raise ValueError(
-                "nothing to ablate: give heads, parts (with optional layers), embed: true or pool_mlp: true"
+                "nothing to ablate: give heads, parts (with optional layers), embed: true, pool_mlp: true or "
+                "cls_source: true"
             )
         return self
 
@@ -73,15 +81,24 @@ class MeanAblate(StrictModel):
             return True if self.layers is None else _selection_covers(self.layers, ref.layer, n_layers)
         return False
 
+    def covers_cls_source(self, layer: int, n_layers: int | None = None) -> bool | None:
+        """Whether this edit ablates the CLS-source attention of `layer`; None when that depends on the unknown
+        layer count."""
+        if not self.cls_source:
+            return False
+        return True if self.layers is None else _selection_covers(self.layers, layer, n_layers)
+
     def parts_for(self, n_layers: int, n_heads: int) -> list[str]:
         """The part names this edit ablates in a model of that shape (no duplicates, in spec order)."""
         names = list(self.heads or [])
-        if self.parts is not None:
+        if self.parts is not None or self.cls_source:
             for layer in parse_layers(self.layers or "all", n_layers):
                 if self.parts in ("attention", "both"):
                     names += [head_name(layer, h) for h in range(n_heads)]
                 if self.parts in ("mlp", "both"):
                     names.append(mlp_name(layer))
+                if self.cls_source:
+                    names.append(cls_source_name(layer))
         if self.embed:
             names.append("embed")
         if self.pool_mlp:
@@ -96,6 +113,8 @@ class MeanAblate(StrictModel):
         if self.parts is not None:
             kind = {"attention": "attention", "mlp": "MLPs", "both": "attention and MLPs"}[self.parts]
             what.append(f"{kind} of " + (f"layers {self.layers}" if self.layers else "all layers"))
+        if self.cls_source:
+            what.append("CLS-source attention of " + (f"layers {self.layers}" if self.layers else "all layers"))
         if self.embed:
             what.append("embed")
         if self.pool_mlp:
@@ -261,6 +280,6 @@ class Edit(StrictModel):
 class ResolvedPart(NamedTuple):
     """One part of the embedding with the action applied to it and the index of the edit that asks."""
 
-    part: str  # "L21.H1", "L3.mlp", "embed" or "pool.mlp"
+    part: str  # "L21.H1", "L3.mlp", "L3.attn.cls", "embed" or "pool.mlp"
     action: MeanAblate | Project
     edit: int
