@@ -166,3 +166,20 @@ def test_random_head_controls_refuse_a_cls_source_edit(compiled_and_store) -> No
 
     with pytest.raises(EditclipError, match="the CLS-source attention"):
         head_action(compiled_and_store[0].tensors)
+
+
+def test_statistics_file_serves_the_cls_source_means(compiled_and_store, tiny_files, tiny_waterbirds, tiny_bb,
+                                                     tmp_path) -> None:  # fmt: skip
+    from editclip.stats import accumulate_stats
+
+    compiled, store = compiled_and_store
+    stats = accumulate_stats(tiny_bb, load_dataset(tiny_waterbirds, split="test"), tmp_path / "stats.safetensors",
+                             batch_size=8)  # fmt: skip
+    spec = _spec(tiny_files, tiny_waterbirds, [{"mean_ablate": {"cls_source": True, "parts": "mlp", "embed": True}}])
+    from_stats = compile_edit(spec, tiny_bb, stats)
+    torch.testing.assert_close(from_stats.tensors.cls_source_means, compiled.tensors.cls_source_means,
+                               atol=1e-6, rtol=1e-5)  # fmt: skip
+    torch.testing.assert_close(store.mean("cls_source"), stats.mean("cls_source"), atol=1e-6, rtol=1e-5)
+    del stats.tensors["sum.cls_source"]  # statistics made before the part was summed
+    with pytest.raises(EditclipError, match="hold no CLS-source parts"):
+        compile_edit(spec, tiny_bb, stats)
