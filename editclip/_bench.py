@@ -6,6 +6,9 @@ interleaved over repetitions, so machine load affects all of them alike.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import gc
 import statistics
 import threading
 import time
@@ -20,22 +23,48 @@ def _rss_bytes() -> int:
         return int(handle.read().split()[1]) * 4096
 
 
+def _peak_rss_bytes() -> int:
+    with open("/proc/self/status") as handle:
+        return next(int(line.split()[1]) * 1024 for line in handle if line.startswith("VmHWM:"))
+
+
+def _release_free_memory() -> None:
+    """Give the C allocator's free pages back to the system (glibc), so a run's growth shows in its RSS."""
+    with contextlib.suppress(AttributeError, OSError):
+        ctypes.CDLL(None).malloc_trim(0)
+
+
+def _reset_peak_rss() -> bool:
+    """Reset the kernel's peak-RSS mark of this process (Linux >= 4.0); False where that is not possible."""
+    try:
+        with open("/proc/self/clear_refs", "w") as handle:
+            handle.write("5")
+    except OSError:
+        return False
+    return True
+
+
 class PeakMemory:
-    """Peak memory above the level at entry: CUDA allocator peak on GPU, sampled RSS on CPU."""
+    """Peak memory above the level at entry: the CUDA allocator's peak on GPU; on CPU the kernel's peak RSS
+    after the allocator's free pages are released (sampled RSS where the peak mark cannot be reset)."""
 
     def __init__(self, device: torch.device, interval: float = 0.002) -> None:
         self.device = device
         self.interval = interval
         self.peak = 0
         self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
 
     def __enter__(self) -> PeakMemory:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
             torch.cuda.reset_peak_memory_stats(self.device)
             self._base = torch.cuda.memory_allocated(self.device)
-        else:
-            self._base = _rss_bytes()
+            return self
+        gc.collect()
+        _release_free_memory()
+        self._base = _rss_bytes()
+        if not _reset_peak_rss():
             self._thread = threading.Thread(target=self._sample, daemon=True)
             self._thread.start()
         return self
@@ -49,10 +78,12 @@ class PeakMemory:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
             self.peak = torch.cuda.max_memory_allocated(self.device) - self._base
-        else:
+        elif self._thread is not None:
             self._stop.set()
             self._thread.join()
             self.peak = max(self.peak, _rss_bytes() - self._base)
+        else:
+            self.peak = max(0, _peak_rss_bytes() - self._base)
 
 
 @dataclass
@@ -72,27 +103,25 @@ class Timing:
 def measure(
     variants: dict[str, Callable[[], object]], items: int, device: torch.device, repeats: int = 5, warmup: int = 1
 ) -> list[Timing]:
-    """Time each variant ``repeats`` times, interleaved; report medians and peak memory (first timed run)."""
+    """Time each variant ``repeats`` times, interleaved; report medians and the peak memory of one more,
+    untimed call (run after the warm-up, so one-time caches are not counted)."""
     for fn in variants.values():
         for _ in range(warmup):
             fn()
-    times: dict[str, list[float]] = {name: [] for name in variants}
     peaks: dict[str, int] = {}
-    for rep in range(repeats):
+    for name, fn in variants.items():
+        with PeakMemory(device) as mem:
+            fn()
+            _sync(device)
+        peaks[name] = mem.peak
+    times: dict[str, list[float]] = {name: [] for name in variants}
+    for _ in range(repeats):
         for name, fn in variants.items():
             _sync(device)
-            if rep == 0:
-                with PeakMemory(device) as mem:
-                    start = time.perf_counter()
-                    fn()
-                    _sync(device)
-                    times[name].append(time.perf_counter() - start)
-                peaks[name] = mem.peak
-            else:
-                start = time.perf_counter()
-                fn()
-                _sync(device)
-                times[name].append(time.perf_counter() - start)
+            start = time.perf_counter()
+            fn()
+            _sync(device)
+            times[name].append(time.perf_counter() - start)
     return [Timing(name, statistics.median(times[name]), peaks[name], items) for name in variants]
 
 

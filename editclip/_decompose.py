@@ -109,10 +109,12 @@ class Decomposition:
 
     @staticmethod
     def concat(parts: Sequence[Decomposition]) -> Decomposition:
-        """Join decompositions of consecutive batches."""
+        """Join decompositions of consecutive batches (a single one is returned as it is, not copied)."""
         if not parts:
             raise EditclipError("nothing to concatenate")
         first = parts[0]
+        if len(parts) == 1:
+            return first
         return Decomposition(
             heads=torch.cat([p.heads for p in parts]),
             mlps=torch.cat([p.mlps for p in parts]),
@@ -208,13 +210,7 @@ def _official(out: VitOutput, norms: Tensor) -> Decomposition:
     bias_exact = out.attn_bias[:, :, None, :] / n_heads  # [N, L, 1, D]: each head's share of b_O
     bias_mean = out.attn_bias_mean[None, :, None] / n_heads  # [1, L, 1]
     heads = out.heads + bias_exact + shift(out.head_means + bias_mean, 1 / (k * n_heads))
-    tokens = {}
-    for layer, tok in out.tokens.items():
-        n_tokens = tok.shape[2]
-        share = n_heads * n_tokens
-        tok_bias = out.attn_bias[:, layer, None, None, :] / share
-        tok_mean = out.token_means[layer] + out.attn_bias_mean[layer] / share
-        tokens[layer] = (tok + tok_bias + shift(tok_mean, 1 / (k * share))) / norms[:, None, None, None]
+    tokens = {layer: _official_tokens(out, layer, k, mu, g_over_sigma, norms) for layer in out.tokens}
     cls_source = None
     if out.cls_source is not None:  # the CLS-source token of every head: 1/T of b_O, 1/(K T) of mu and beta
         n_tokens = out.n_tokens
@@ -233,6 +229,23 @@ def _official(out: VitOutput, norms: Tensor) -> Decomposition:
         tokens=tokens,
         cls_source=None if cls_source is None else cls_source / scale[:, :, None],
     )
+
+
+def _official_tokens(out: VitOutput, layer: int, k: int, mu: Tensor, g_over_sigma: Tensor, norms: Tensor) -> Tensor:
+    """One layer's per-token parts in the official split: the same e + (m - s mu) g / sigma + s b with the
+    bias spread over heads and tokens, over |z|; one pass over [N, H, T, D] per image (a rank-2 update)."""
+    tok = out.tokens[layer]
+    n, n_heads, n_tokens, dim = tok.shape
+    share = n_heads * n_tokens
+    s = 1 / (k * share)
+    coef = out.token_means[layer] + out.attn_bias_mean[layer] / share - s * mu[:, :, None]  # [N, H, T]
+    const = out.attn_bias[:, layer] / share + s * out.folded.b  # [N, D]
+    left = torch.stack([coef, torch.ones_like(coef)], -1)  # [N, H, T, 2]
+    right = torch.stack([g_over_sigma, const], 1) / norms[:, None, None]  # [N, 2, D]
+    parts = torch.empty_like(tok)
+    for i in range(n):
+        torch.baddbmm(tok[i], left[i], right[i].expand(n_heads, 2, dim), beta=1 / float(norms[i]), out=parts[i])
+    return parts
 
 
 def constant_term(tower: Tower, convention: str) -> Tensor:

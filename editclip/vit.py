@@ -14,6 +14,9 @@ the CLS row of the attention *output* (already computed); per-source-token parts
 CLS-source part (``cls_source``: what the CLS query reads from the CLS token itself, the official
 ablation's "cls->cls attention"), need the CLS row of the attention *weights* ([N, H, T]), never the
 full [N, H, T, T] matrix.
+The weighted values ``a_t v_t`` ([N, H, T, hd], hd/D of the parts' size) are kept until ln_post's
+sigma is known, then mapped to the output space once, already divided by sigma, so the [N, H, T, D]
+parts are written once.
 """
 
 from __future__ import annotations
@@ -195,6 +198,7 @@ def run(
         out.embed_mean = x[:, 0].float().mean(-1)
         heads_acc, head_means, mlps_acc, mlp_means, cls_acc, cls_means = [], [], [], [], [], []
     raw_heads, raw_mlps = [], []
+    token_values: dict[int, Tensor] = {}  # layer -> a_t v_t [N, H, T, hd] (token_reduce="none")
     if token_reduce == "sum" and token_layers:
         out.token_sum = torch.zeros(n, t, folded.G.shape[1], device=x.device)
         out.token_sum_mean = torch.zeros(n, t, device=x.device)
@@ -208,17 +212,20 @@ def run(
         recorder.attn_out(layer, attn_out)
         x = x + attn_out
         recorder.resid(layer, "mid", x)
+        row = _cls_row(q, k) if parts or layer in token_layers else None  # [N, H, T]
         if parts:
             cls_heads = attn[:, :, 0].float()  # [N, H, hd]
             heads_acc.append(torch.einsum("nhk,hkd->nhd", cls_heads, folded.head_maps[layer]))
             head_means.append(torch.einsum("nhk,hk->nh", cls_heads, folded.head_mean_vecs[layer]))
-            from_cls = v[:, :, 0].float() * _cls_row(q, k)[:, :, :1]  # [N, H, hd]: a(CLS, CLS) v_CLS
+            from_cls = v[:, :, 0].float() * row[:, :, :1]  # [N, H, hd]: a(CLS, CLS) v_CLS
             cls_acc.append(torch.einsum("nhk,hkd->nd", from_cls, folded.head_maps[layer]))
             cls_means.append(torch.einsum("nhk,hk->n", from_cls, folded.head_mean_vecs[layer]))
         if cls_raw:
             raw_heads.append(attn[:, :, 0].float())
         if layer in token_layers:
-            _capture_tokens(out, layer, q, k, v, folded, token_reduce, token_head_mask)
+            weighted = _capture_tokens(out, layer, row, v, folded, token_reduce, token_head_mask)
+            if token_reduce == "none":
+                token_values[layer] = weighted
         m = recorder.mlp(layer, block, x)
         x = x + m
         recorder.resid(layer, "post", x)
@@ -250,8 +257,8 @@ def run(
         out.cls_source_means = torch.stack(cls_means, 1)
         out.attn_bias = (folded.attn_bias @ folded.G)[None] * inv[:, :, None]
         out.attn_bias_mean = folded.attn_bias.mean(-1)
-    for layer in out.tokens:
-        out.tokens[layer] = out.tokens[layer] * inv[:, :, None, None]
+    for layer, weighted in token_values.items():  # scaled before the map: hd/D of the work of scaling after
+        out.tokens[layer] = _map_tokens(weighted.mul_(inv[:, :, None, None]), folded.head_maps[layer])
     if out.token_sum is not None:
         out.token_sum = out.token_sum * inv[:, :, None]
     return out
@@ -263,18 +270,31 @@ def _cls_row(q: Tensor, k: Tensor) -> Tensor:
     return logits.softmax(-1)
 
 
+def _map_tokens(weighted: Tensor, head_maps: Tensor) -> Tensor:
+    """[N, H, T, hd] weighted values -> [N, H, T, D] parts, one batched product per image written in place
+    (broadcasting ``head_maps`` [H, hd, D] over images would copy it N times)."""
+    n, heads, t, _ = weighted.shape
+    parts = weighted.new_empty(n, heads, t, head_maps.shape[-1])
+    for i in range(n):
+        torch.bmm(weighted[i], head_maps, out=parts[i])
+    return parts
+
+
 def _capture_tokens(
     out: VitOutput,
     layer: int,
-    q: Tensor,
-    k: Tensor,
+    weights: Tensor,
     v: Tensor,
     folded: FoldedWeights,
     token_reduce: str,
     head_mask: Tensor | None,
-) -> None:
-    """Split each head's CLS output over source tokens: a[h, t] * W_O^h v_t^h (unscaled by sigma)."""
-    weights = _cls_row(q, k)
+) -> Tensor:
+    """Split each head's CLS output over source tokens: a[h, t] * W_O^h v_t^h (unscaled by sigma), with
+    ``weights`` [N, H, T] the CLS row of the layer's attention.
+
+    Records the residual-space means in ``out``; adds to ``out.token_sum`` (``token_reduce="sum"``) or
+    returns the weighted values ``a[h, t] v_t^h`` [N, H, T, hd] that :func:`run` maps once sigma is known.
+    """
     if token_reduce == "sum" and head_mask is not None:
         weights = weights * head_mask[layer].to(weights)[None, :, None]
     weighted_v = v.float() * weights[..., None]  # [N, H, T, hd]
@@ -283,5 +303,5 @@ def _capture_tokens(
         out.token_sum += torch.einsum("nhtk,hkd->ntd", weighted_v, folded.head_maps[layer])
         out.token_sum_mean += means.sum(1)
     else:
-        out.tokens[layer] = torch.einsum("nhtk,hkd->nhtd", weighted_v, folded.head_maps[layer])
         out.token_means[layer] = means
+    return weighted_v

@@ -48,6 +48,25 @@ def test_parts_sum_to_embedding(arch, convention: str) -> None:
     torch.testing.assert_close(d.norms, z.norm(dim=-1))
 
 
+@pytest.mark.parametrize("convention", ["exact", "official"])
+def test_tokens_of_every_layer_in_one_or_several_batches(tiny_bb, convention: str) -> None:
+    """Per-token parts of all layers: the same in one batch or several, and with the MLPs, embedding term,
+    biases and constant they sum to the embedding (normalised in the official convention)."""
+    images = torch.randn(5, 3, 32, 32, generator=torch.Generator().manual_seed(3))
+    every = list(range(tiny_bb.shape.layers))
+    one = decompose(tiny_bb, images, convention, token_layers=every, batch_size=5)
+    split = decompose(tiny_bb, images, convention, token_layers=every, batch_size=2)
+    for layer in every:
+        assert one.tokens[layer].is_contiguous()
+        torch.testing.assert_close(split.tokens[layer], one.tokens[layer], atol=1e-6, rtol=1e-5)
+        assert (one.tokens[layer].sum(2) - one.heads[:, layer]).abs().max().item() <= 1e-5
+    z = tiny_bb.encode_image(images)
+    target = z if convention == "exact" else z / z.norm(dim=-1, keepdim=True)
+    tokens = sum(one.tokens[layer].sum((1, 2)) for layer in every)
+    total = tokens + one.mlps.sum(1) + one.embed + one.biases.sum(1) + one.const
+    assert (total - target).abs().max().item() <= 1e-5
+
+
 def test_parts_really_vary(arch) -> None:
     """Guard against a decomposition that puts everything in one term: heads and MLPs both carry signal."""
     d = from_vit_output(arch[2])

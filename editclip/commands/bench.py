@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from .._constants import CONVENTIONS
+from ..errors import EditclipError
 from ..names import parse_layers
 from ._bench_controls import register_controls
 from ._bench_export import register_export
@@ -19,7 +21,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = bench.add_parser("decompose", help="decomposition throughput vs the model's own image forward")
     add_model_args(p)
     p.add_argument("--batch-size", type=int, default=16, help="images per forward pass")
-    p.add_argument("--token-layers", default="last:4", help="layers with per-token parts (default last:4)")
+    p.add_argument("--token-layers", default="last:4",
+                   help="layers with per-token parts (default last:4; `all` for every layer)")  # fmt: skip
+    p.add_argument("--convention", default="exact", choices=CONVENTIONS, help="how the parts are split")
     p.add_argument("--repeats", type=int, default=5, help="timed runs per variant (the median is shown)")
     p.set_defaults(func=run_decompose)
     register_textspan(bench)
@@ -33,24 +37,33 @@ def run_decompose(args: argparse.Namespace) -> int:
     import torch
 
     from .._bench import format_table, measure
-    from ..vit import run as run_vit
+    from .._decompose import decompose
 
+    if args.batch_size <= 0 or args.repeats <= 0:
+        raise EditclipError("--batch-size and --repeats must be positive")
     bb = backbone_from_args(args)
     torch.manual_seed(0)
     size = bb.shape.image_size
     images = torch.randn(args.batch_size, 3, *size, device=bb.device, dtype=bb.dtype)
     token_layers = parse_layers(args.token_layers, bb.shape.layers)
     baseline = f"{bb.family} encode_image"  # the model's own image forward
+    with_tokens = f"decompose: + tokens of {len(token_layers)} layers"
     variants = {
         baseline: lambda: bb.encode_image(images),
-        f"decompose: {'CLS' if bb.shape.pool == 'cls' else 'pooled'} parts": lambda: run_vit(bb.tower, images),
-        f"decompose: + tokens of {len(token_layers)} layers": lambda: run_vit(
-            bb.tower, images, token_layers=token_layers
+        f"decompose: {'CLS' if bb.shape.pool == 'cls' else 'pooled'} parts": lambda: decompose(
+            bb, images, args.convention, batch_size=args.batch_size
         ),
+        with_tokens: lambda: decompose(bb, images, args.convention, token_layers, batch_size=args.batch_size),
     }
     with torch.no_grad():
         timings = measure(variants, args.batch_size, bb.device, repeats=args.repeats)
     print(f"{bb.model_id} batch {args.batch_size} on {bb.device} ({torch.get_num_threads()} threads), "
-          f"median of {args.repeats}:")  # fmt: skip
+          f"{args.convention} convention, median of {args.repeats}:")  # fmt: skip
     print(format_table(timings, baseline=baseline))
+    s = bb.shape
+    held = args.batch_size * len(token_layers) * s.heads * s.n_tokens * s.embed_dim * 4
+    base, tokens = timings[0], timings[2]
+    print(f"per-token parts: {tokens.throughput / base.throughput:.3f}x {baseline}, peak "
+          f"{tokens.peak_bytes / 2**20:.0f} MiB above the start ({base.peak_bytes / 2**20:.0f} MiB for the baseline), "
+          f"of which the parts returned take {held / 2**20:.0f} MiB")  # fmt: skip
     return 0
