@@ -24,6 +24,7 @@ written by rank 0. Partial sums are saved every ``save_every`` batches, so an in
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -98,11 +99,7 @@ class PartStats:
         if n == 0:
             return
         parts = self.parts(d)
-        heads = parts["heads"][:, self.layers]  # [n, l, H, D]
-        batch_mean = heads.mean(0)
-        centred = heads - batch_mean
-        batch_scatter = torch.einsum("nlhd,nlhe->lhde", centred, centred)
-        self._merge_scatter(batch_scatter, n, batch_mean)
+        self._add_scatter(parts["heads"][:, self.layers])
         self.tensors["count"] += n
         for name, value in parts.items():
             self.tensors[f"sum.{name}"] += value.sum(0)
@@ -127,6 +124,20 @@ class PartStats:
         for name, value in other.tensors.items():
             if name != "scatter.heads":
                 self.tensors[name] += value
+
+    def _add_scatter(self, heads: Tensor) -> None:
+        """Add a batch's heads [n, l, H, D] to the scatter in place, in one pass over the D x D matrices: the
+        batch's rows centred on its mean, and Chan's correction for the move of the mean as one more row
+        ``sqrt(n_a n / (n_a + n)) (m_b - m_a)``; call before the sums move."""
+        n, dim = heads.shape[0], heads.shape[-1]
+        batch_mean = heads.mean(0)
+        rows = heads - batch_mean
+        n_a = float(self.tensors["count"])
+        if n_a:
+            delta = batch_mean - self.tensors["sum.heads"][self.layers] / n_a
+            rows = torch.cat([rows, delta[None] * math.sqrt(n_a * n / (n_a + n))])
+        flat = rows.flatten(1, 2).transpose(0, 1)  # [l H, rows, D]
+        self.tensors["scatter.heads"].view(-1, dim, dim).baddbmm_(flat.transpose(1, 2), flat)
 
     def _merge_scatter(self, scatter: Tensor, n_b: float, mean_b: Tensor) -> None:
         """Chan's rule: S = S_a + S_b + (m_b - m_a)(m_b - m_a)^T n_a n_b / (n_a + n_b); call before the sums move."""
@@ -220,14 +231,45 @@ class PartStats:
         return cls(meta, tensors, path)
 
 
-def group_keys(dataset: ImageDataset) -> dict[str, np.ndarray]:
-    """Each label/group column and each pair of them -> an integer label per image (pairs as "a,b")."""
+def group_columns(dataset: ImageDataset) -> dict[str, tuple[str, ...]]:
+    """Each group key -> its columns: every label/group column, and every pair of them as ``"a,b"``."""
     names = [c for c in dataset.columns if c not in _NOT_GROUPS]
-    keys = {name: dataset.columns[name].astype(str) for name in names}
+    keys = {name: (name,) for name in names}
     for i, a in enumerate(names):
         for b in names[i + 1 :]:
-            keys[f"{a},{b}"] = np.char.add(np.char.add(keys[a], ","), keys[b])
+            keys[f"{a},{b}"] = (a, b)
     return keys
+
+
+def group_keys(dataset: ImageDataset) -> dict[str, np.ndarray]:
+    """Each label/group column and each pair of them -> a string label per image (pairs as "a,b")."""
+    keys = {}
+    for key, columns in group_columns(dataset).items():
+        text = dataset.columns[columns[0]].astype(str)
+        for column in columns[1:]:
+            text = np.char.add(np.char.add(text, ","), dataset.columns[column].astype(str))
+        keys[key] = text
+    return keys
+
+
+def group_values(dataset: ImageDataset) -> dict[str, list[str]]:
+    """Each group key -> its values as sorted strings (those of :func:`group_keys`, without per-image strings)."""
+    values = {}
+    for key, columns in group_columns(dataset).items():
+        distinct = np.unique(np.stack([dataset.columns[c] for c in columns], 1), axis=0)
+        values[key] = sorted(",".join(str(v) for v in row) for row in distinct.tolist())
+    return values
+
+
+def _group_index(dataset: ImageDataset, values: dict[str, list[str]], rows: np.ndarray) -> dict[str, Tensor]:
+    """The index into ``values[key]`` of each image of ``rows``, for every group key (one batch at a time, so
+    no per-image array of the whole dataset is built)."""
+    index = {}
+    for key, columns in group_columns(dataset).items():
+        position = {value: i for i, value in enumerate(values[key])}
+        labels = zip(*(dataset.columns[c][rows].tolist() for c in columns), strict=True)
+        index[key] = torch.tensor([position[",".join(map(str, label))] for label in labels], dtype=torch.long)
+    return index
 
 
 def accumulate_stats(
@@ -247,14 +289,12 @@ def accumulate_stats(
     nccl on CUDA) and rank r takes the r-th contiguous share of the images. Every ``save_every`` batches a
     rank saves its partial sums beside ``out``; a rerun with the same model and data continues from them.
     """
-    from torch.utils.data import DataLoader
+    from torch.utils.data import DataLoader, Subset
 
     layers = list(range(bb.shape.layers)) if layers is None else sorted(set(layers))
     rank, world = _distributed(bb)
     out = Path(out)
-    labels = group_keys(dataset)
-    values = {key: sorted(set(v.tolist())) for key, v in labels.items()}
-    index = {key: np.searchsorted(np.array(values[key]), labels[key]) for key in labels}
+    values = group_values(dataset)
     meta = {"model": model_source(bb), "fingerprint": bb.fingerprint, "preprocessing": bb.preprocessing,
             "precision": bb.precision, "shape": bb.shape.as_dict(), "convention": convention,
             "dataset": dataset.describe(), "ids": dataset.ids, "groups": values, "layers": layers}  # fmt: skip
@@ -262,16 +302,15 @@ def accumulate_stats(
     partial = out.with_name(f"{out.name}.partial-{rank}-of-{world}")
     stats = _resume(partial, meta)
     start = done = int(stats.meta["done"]) if stats is not None else 0
-    images = dataset.with_transform(bb.preprocess).subset(rows[start:])
+    images = Subset(dataset.with_transform(bb.preprocess), rows[start:])  # yields dataset indices, copies no list
     loader = DataLoader(images, batch_size=batch_size, num_workers=workers)
     with tqdm(total=len(rows), initial=done, desc="stats", unit="img", disable=rank != 0) as progress:
-        for step, (batch, local) in enumerate(loader):
+        for step, (batch, index) in enumerate(loader):
             d = from_vit_output(run(bb.tower, batch.to(bb.device)), convention)
             if stats is None:
                 shapes = {name: tuple(t.shape[1:]) for name in PART_FIELDS if (t := getattr(d, name)) is not None}
                 stats = PartStats.empty({**meta, "done": 0}, shapes, layers)
-            picked = rows[start + local.numpy()]
-            stats.add(d, {key: torch.from_numpy(idx[picked]) for key, idx in index.items()})
+            stats.add(d, _group_index(dataset, values, index.numpy()))
             done += batch.shape[0]
             progress.update(batch.shape[0])
             if (step + 1) % save_every == 0 and done < len(rows):

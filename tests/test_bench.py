@@ -35,3 +35,14 @@ def test_bench_decompose_refuses_a_batch_of_none(tiny_files: tuple[Path, Path], 
             "--batch-size", "0"]  # fmt: skip
     assert main(argv) == 2
     assert "--batch-size and --repeats must be positive" in capsys.readouterr().err
+
+
+def test_bench_stats_prints_the_throughput_ratio_and_the_memory_spread(tiny_files: tuple[Path, Path], capsys) -> None:
+    model = ["--checkpoint", str(tiny_files[0]), "--model-config", str(tiny_files[1])]
+    argv = ["bench", "stats", *model, "--batch-size", "2", "--batches", "2", "--repeats", "1", "--sizes", "40,80"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "stats throughput:" in out and "(target >= 0.9)" in out
+    assert "N =      40:" in out and "N =      80:" in out and "largest / smallest - 1:" in out
+    assert main(["bench", "stats", *model, "--sizes", "1000,x"]) == 2
+    assert "--sizes '1000,x': expected image counts" in capsys.readouterr().err

@@ -11,6 +11,7 @@ from ._bench_controls import register_controls
 from ._bench_export import register_export
 from ._bench_segment import register_segment
 from ._bench_startup import register_startup
+from ._bench_stats import register_stats
 from ._bench_textspan import register_textspan
 from ._common import add_model_args, backbone_from_args
 
@@ -31,6 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     register_export(bench)
     register_startup(bench)
     register_controls(bench)
+    register_stats(bench)
 
 
 def run_decompose(args: argparse.Namespace) -> int:
