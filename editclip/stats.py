@@ -352,6 +352,8 @@ def _distributed(bb: Backbone) -> tuple[int, int]:
     import torch.distributed as dist
 
     if not dist.is_initialized():
+        if bb.device.type == "cuda":
+            torch.cuda.set_device(bb.device)  # nccl works on the current device: this rank's own GPU
         dist.init_process_group("nccl" if bb.device.type == "cuda" else "gloo")
     return dist.get_rank(), dist.get_world_size()
 

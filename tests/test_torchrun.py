@@ -40,3 +40,12 @@ def test_torchrun_two_processes_fill_one_store_equal_to_one(tiny_files, tiny_wat
         assert sorted(a) == sorted(b) and "tokens_L3" in a and "embedding" in a
         for name, value in a.items():
             torch.testing.assert_close(b[name], value, atol=1e-6, rtol=0, msg=f"chunk {chunk} {name}")
+
+
+def test_cuda_under_torchrun_is_each_processs_own_gpu(monkeypatch) -> None:
+    from editclip.commands._common import rank_device
+
+    monkeypatch.setenv("LOCAL_RANK", "3")
+    assert (rank_device("cuda"), rank_device("cuda:1"), rank_device("cpu")) == ("cuda:3", "cuda:1", "cpu")
+    monkeypatch.delenv("LOCAL_RANK")
+    assert rank_device("cuda") == "cuda"

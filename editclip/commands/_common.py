@@ -42,24 +42,31 @@ def backbone_from_args(args: argparse.Namespace) -> Backbone:
     """Load the model the arguments name, with a clear error when they name none or conflict."""
     from ..backbone import load
 
+    device = rank_device(args.device)
     if args.toyworld:
         if args.model or args.checkpoint or args.pretrained:
             raise EditclipError("--toyworld takes no --model, --pretrained or --checkpoint")
         from ..toyworld import load as load_toyworld
 
-        return load_toyworld(device=args.device, precision=args.precision)
+        return load_toyworld(device=device, precision=args.precision)
     if args.checkpoint:
         if args.pretrained:
             raise EditclipError("give either --pretrained or --checkpoint, not both")
-        return load(args.model, checkpoint=args.checkpoint, config=args.model_config, device=args.device,
+        return load(args.model, checkpoint=args.checkpoint, config=args.model_config, device=device,
                     precision=args.precision)  # fmt: skip
     if args.model_config and not args.model:
-        return load(config=args.model_config, device=args.device, precision=args.precision)
+        return load(config=args.model_config, device=device, precision=args.precision)
     if not args.model:
         raise EditclipError(
             "name a model: --model NAME [--pretrained TAG], --checkpoint PATH --model-config JSON, or --toyworld"
         )
-    return load(args.model, pretrained=args.pretrained, device=args.device, precision=args.precision)
+    return load(args.model, pretrained=args.pretrained, device=device, precision=args.precision)
+
+
+def rank_device(device: str) -> str:
+    """``cuda`` under torchrun -> this process's own GPU, ``cuda:LOCAL_RANK``; any other device as given."""
+    local = os.environ.get("LOCAL_RANK")
+    return f"cuda:{local}" if device == "cuda" and local is not None else device
 
 
 def add_overwrite_arg(
