@@ -16,6 +16,7 @@ expose them) and ``attn.ov`` from v and out_proj, only for the layers asked for.
 from __future__ import annotations
 
 import difflib
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -123,6 +124,8 @@ def _split(name: str) -> tuple[str, str]:
 
 
 def _unknown(name: str, selection: str, kind: str) -> str:
+    if "," in kind:
+        return f"capture point {name!r}: give several capture points as separate names, not joined by commas"
     close = [f"{selection}.{k}" for k in difflib.get_close_matches(kind, list(LAYER_KINDS), n=1)] if kind else []
     close = close or difflib.get_close_matches(name, list(POOL_KINDS), n=1)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
@@ -141,6 +144,27 @@ def _check_pool(name: str, tower: Tower) -> None:
     if tower.readout is None or tower.readout.attention is None:
         how = "its class token" if tower.readout is None else "a mean over tokens"
         raise EditclipError(f"capture point {name!r} needs an attention-pooled tower (SigLIP); this one reads {how}")
+
+
+def point_shape(name: str, tower: Tower) -> tuple[int, ...]:
+    """The shape of one image's tensor of the (expanded, checked) capture point ``name``, e.g. (H, T, T)."""
+    tokens, width = tower.pos_embedding.shape[0], tower.width
+    if name in POOL_KINDS:
+        return tower.readout.attention.heads, tokens
+    layer, kind = name.split(".", 1)
+    block = tower.blocks[int(layer[1:])]
+    heads = block.heads
+    shapes = {"attn.q": (heads, tokens, width // heads), "attn.scores": (heads, tokens, tokens),
+              "attn.pattern.cls": (heads, tokens), "attn.ov": (heads, tokens, width),
+              "mlp.pre": (tokens, block.fc1_weight.shape[0])}  # fmt: skip
+    same = {"attn.k": "attn.q", "attn.v": "attn.q", "attn.pattern": "attn.scores", "attn.ov.cls": "attn.ov",
+            "mlp.post": "mlp.pre"}  # fmt: skip
+    return shapes.get(same.get(kind, kind), (tokens, width))
+
+
+def capture_bytes(plan: CapturePlan, tower: Tower) -> int:
+    """Bytes one image's captured tensors take (fp32)."""
+    return sum(4 * math.prod(point_shape(name, tower)) for name in plan.names)
 
 
 class Recorder:

@@ -24,6 +24,7 @@ EXPECTED_OS_ERRORS = frozenset({
 # sets ``func`` (called with the parsed namespace, returns an exit code or None).
 COMMAND_MODULES: tuple[str, ...] = (
     "decompose",
+    "capture",
     "stats",
     "bench",
     "spec",

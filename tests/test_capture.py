@@ -4,6 +4,9 @@ is computed when nothing is asked; bad names are refused with the valid kinds.""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import open_clip
 import pytest
 import torch
@@ -11,7 +14,8 @@ import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import editclip
-from editclip._capture import LAYER_KINDS, Recorder, plan_capture
+from editclip import cli
+from editclip._capture import LAYER_KINDS, Recorder, capture_bytes, plan_capture, point_shape
 from editclip.errors import EditclipError
 from editclip.vit import run
 from tests.conftest import TINY_CONFIG, randomise
@@ -318,3 +322,58 @@ def test_every_kind_is_documented_with_its_shape() -> None:
     text = (Path(__file__).resolve().parent.parent / "docs" / "INTERFACES.md").read_text(encoding="utf-8")
     for kind in [*LAYER_KINDS, "pool.attn.pattern"]:
         assert f"`{kind}`" in text, kind
+
+
+@pytest.mark.parametrize("case", ["open_clip", "siglip"])
+def test_point_shapes_match_the_captured_tensors(case: str, open_clip_model: torch.nn.Module) -> None:
+    if case == "siglip":
+        from tests.test_hf_siglip import backbone, siglip_model
+
+        bb = backbone(siglip_model(vision_only=True))
+        names = [f"L0.{kind}" for kind in LAYER_KINDS if not kind.endswith(".cls")] + ["pool.attn.pattern"]
+    else:
+        bb = editclip.Backbone.from_open_clip(open_clip_model, None, None)
+        names = [f"L1.{kind}" for kind in LAYER_KINDS]
+    got = bb.capture(_images(2), names)
+    assert {name: tuple(t.shape[1:]) for name, t in got.items()} == {n: point_shape(n, bb.tower) for n in names}
+    assert capture_bytes(plan_capture(names, bb.tower), bb.tower) * 2 == sum(4 * t.numel() for t in got.values())
+
+
+@pytest.fixture(scope="module")
+def toy_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("capture") / "toy"
+    assert cli.main(["toyworld", "make", "--out", str(root), "--n-train", "0", "--n-val", "5", "--n-test", "0"]) == 0
+    return root
+
+
+def test_cli_saves_the_points_with_the_ids(toy_data: Path, tmp_path: Path) -> None:
+    from safetensors import safe_open
+
+    from editclip.data import load_dataset
+
+    out = tmp_path / "points.safetensors"
+    argv = ["capture", "--toyworld", "--data", str(toy_data), "--split", "val", "--points", "L*.attn.pattern.cls",
+            "last:1.mlp.post", "--batch-size", "2", "--out", str(out)]  # fmt: skip
+    assert cli.main(argv) == 0
+    bb = editclip.toyworld.load()
+    dataset = load_dataset(toy_data, split="val", transform=bb.preprocess)
+    images = torch.stack([dataset[i][0] for i in range(len(dataset))])
+    expected = bb.capture(images, ["L*.attn.pattern.cls", "last:1.mlp.post"])
+    with safe_open(str(out), "pt") as f:
+        meta = f.metadata()
+        assert list(f.keys()) == sorted(expected)
+        assert all(_close(f.get_tensor(name), expected[name]) for name in expected)
+    assert json.loads(meta["ids"]) == dataset.ids and json.loads(meta["points"]) == list(expected)
+    assert meta["fingerprint"] == bb.fingerprint
+
+
+def test_cli_refuses_bad_points_and_oversized_captures(toy_data: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "points.safetensors"
+    base = ["capture", "--toyworld", "--data", str(toy_data), "--out", str(out), "--points"]
+    assert cli.main([*base, "L1.attn.patern"]) == 2
+    assert "did you mean 'L1.attn.pattern'" in capsys.readouterr().err
+    assert cli.main([*base, "L0.attn.q,L1.attn.q"]) == 2
+    assert "separate names, not joined by commas" in capsys.readouterr().err
+    assert cli.main([*base, "all.attn.ov", "--max-gib", "0.0001"]) == 2
+    assert "MiB for 5 images (more than --max-gib 0.0001)" in capsys.readouterr().err
+    assert not out.exists() and list(tmp_path.iterdir()) == []

@@ -34,6 +34,7 @@ FOLDER_COMMANDS = {
 }
 FILE_COMMANDS = {
     "export": ["export", "--toyworld", "--out", "{out}"],
+    "capture": ["capture", "--toyworld", "--data", "nowhere", "--points", "L0.attn.q", "--out", "{out}"],
     "suggest --json": ["suggest", "--store", "nowhere", "--spurious", "place", "--label", "y", "--json", "{out}"],
 }
 

@@ -26,6 +26,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="layers with per-token parts (default last:4; `all` for every layer)")  # fmt: skip
     p.add_argument("--convention", default="exact", choices=CONVENTIONS, help="how the parts are split")
     p.add_argument("--repeats", type=int, default=5, help="timed runs per variant (the median is shown)")
+    p.add_argument("--capture", nargs="+", default=["all.attn.pattern.cls", "last:1.mlp.post"], metavar="NAME",
+                   help="capture points timed on the plain forward (beside the same forward capturing nothing)")
     p.set_defaults(func=run_decompose)
     register_textspan(bench)
     register_segment(bench)
@@ -39,7 +41,9 @@ def run_decompose(args: argparse.Namespace) -> int:
     import torch
 
     from .._bench import format_table, measure
+    from .._capture import Recorder, plan_capture
     from .._decompose import decompose
+    from ..vit import run as run_vit
 
     if args.batch_size <= 0 or args.repeats <= 0:
         raise EditclipError("--batch-size and --repeats must be positive")
@@ -48,6 +52,7 @@ def run_decompose(args: argparse.Namespace) -> int:
     size = bb.shape.image_size
     images = torch.randn(args.batch_size, 3, *size, device=bb.device, dtype=bb.dtype)
     token_layers = parse_layers(args.token_layers, bb.shape.layers)
+    plan = plan_capture(args.capture, bb.tower)
     baseline = f"{bb.family} encode_image"  # the model's own image forward
     with_tokens = f"decompose: + tokens of {len(token_layers)} layers"
     variants = {
@@ -56,6 +61,10 @@ def run_decompose(args: argparse.Namespace) -> int:
             bb, images, args.convention, batch_size=args.batch_size
         ),
         with_tokens: lambda: decompose(bb, images, args.convention, token_layers, batch_size=args.batch_size),
+        "forward: nothing captured": lambda: run_vit(bb.tower, images, parts=False),
+        f"forward: + capture {len(plan.names)} points": lambda: run_vit(
+            bb.tower, images, parts=False, recorder=Recorder(plan)
+        ),
     }
     with torch.no_grad():
         timings = measure(variants, args.batch_size, bb.device, repeats=args.repeats)
