@@ -74,11 +74,6 @@ def capture_name(layer: int, kind: str) -> str:
     return f"L{layer}.{kind}"
 
 
-def capture_kinds() -> dict[str, str]:
-    """Every capture kind (``attn.pattern``, ..., ``pool.attn.pattern``) with its shape and meaning."""
-    return {**LAYER_KINDS, **POOL_KINDS}
-
-
 def plan_capture(request: str | Iterable[str] | CapturePlan | None, tower: Tower) -> CapturePlan:
     """Check ``request`` against ``tower`` and expand its layer selections; an empty plan for None/[]."""
     if isinstance(request, CapturePlan):
