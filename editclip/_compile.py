@@ -45,7 +45,7 @@ from .baselines import embedding_projection
 from .data import ImageDataset
 from .edited import EditedCLIP, EditTensors
 from .errors import EditclipError
-from .names import POOL_MLP, parse_cls_source, parse_head, parse_mlp
+from .names import POOL_MLP, HeadRef, parse_cls_source, parse_head, parse_mlp
 from .spec import DataSpec, EditSpec, MeanAblate, Project
 from .spec.edit_spec import WEIGHTS_CANNOT_CLS
 from .spec.edits import EMBEDDING
@@ -216,7 +216,14 @@ def compile_edit(
         )
 
     dim = shape.embed_dim
-    head_means = store.mean("heads")  # [L, H, D]
+    layer_axis = {}  # head part -> its layer's position on head_means' layer axis (fewer in a layer-subset store)
+    for part in parts:
+        if part.part not in (EMBEDDING, "embed", POOL_MLP) and not part.part.endswith(".mlp") and (
+            parse_cls_source(part.part, shape.layers) is None
+        ):
+            ref = parse_head(part.part, shape.layers, shape.heads)
+            layer_axis[part.part] = _layer_position(store, ref)
+    head_means = store.mean("heads")  # [L, H, D] (the store's head layers)
     ablate_heads, ablate_head_means, proj_heads, proj_linear, proj_offset = [], [], [], [], []
     ablate_mlps, ablate_embed, ablate_pool_mlp, ablate_cls = [], False, False, []
     head_edits: dict[tuple[int, int], Tensor] = {}
@@ -243,7 +250,7 @@ def compile_edit(
             ablate_cls.append(layer)
         else:
             ref = parse_head(part.part, shape.layers, shape.heads)
-            mean = head_means[ref.layer, ref.head]
+            mean = head_means[layer_axis[part.part], ref.head]
             if isinstance(part.action, MeanAblate):
                 ablate_heads.append(ref.layer * shape.heads + ref.head)
                 ablate_head_means.append(mean)
@@ -316,6 +323,14 @@ def _patch_pool_mlp(state: dict[str, Tensor], tower: Tower, mean: Tensor) -> Non
         )
     state[w_key] = torch.zeros_like(state[w_key])
     state[b_key] = mean.to(state[b_key])
+
+
+def _layer_position(store: DecompositionStore | PartStats, ref: HeadRef) -> int:
+    """Where the layer of head ``ref`` is on the calibration means' layer axis; a layer-subset store refuses a
+    head of a layer whose heads it holds only summed."""
+    if isinstance(store, PartStats):
+        return ref.layer
+    return store.head_positions([ref.layer], f"the spec's head {ref}")[0]
 
 
 def _check_stats_images(stats: PartStats, dataset: ImageDataset) -> None:

@@ -28,6 +28,7 @@ def decompose_dataset(
     *,
     convention: str = "exact",
     token_layers: Sequence[int] = (),
+    layers: Sequence[int] | None = None,
     batch_size: int = 32,
     chunk_size: int = 256,
     dtype: str = "float32",
@@ -37,6 +38,8 @@ def decompose_dataset(
 ) -> DecompositionStore:
     """Decompose every image of ``dataset`` into the store at ``out``; resumes an interrupted run.
 
+    ``layers`` (default all) are the layers whose heads are stored one by one; every other layer's heads are
+    stored summed, as one part ``L{l}.attn`` per layer (field ``attn``), so the parts still sum to the embedding.
     ``shard=(k, n)`` computes only chunks with index % n == k, so n processes fill one store. While it writes,
     the run holds the store's lock for its shard: a second run of that shard fails at once naming the owner
     (or, with ``wait``, waits for it); the lock of a dead process is taken over.
@@ -50,6 +53,7 @@ def decompose_dataset(
     bad = [layer for layer in token_layers if not 0 <= layer < bb.shape.layers]
     if bad:
         raise EditclipError(f"token layers {bad} are out of range; this model has layers 0..{bb.shape.layers - 1}")
+    head_layers = _head_layers(bb, convention, layers)
     meta = {
         "model": model_source(bb),
         "fingerprint": bb.fingerprint,
@@ -61,6 +65,7 @@ def decompose_dataset(
         "count": len(dataset),
         "chunk_size": chunk_size,
         "token_layers": sorted(token_layers),
+        "head_layers": head_layers,
         "dtype": dtype,
         "ids": dataset.ids,
         "paths": [str(p.resolve()) for p in dataset.paths],
@@ -89,6 +94,23 @@ def decompose_dataset(
         if made_root and root.is_dir() and not any(root.iterdir()):
             root.rmdir()
     return store
+
+
+def _head_layers(bb: Backbone, convention: str, layers: Sequence[int] | None) -> list[int]:
+    """The checked, sorted layers whose heads a store keeps one by one."""
+    n_layers = bb.shape.layers
+    if layers is None:
+        return list(range(n_layers))
+    chosen = sorted({int(layer) for layer in layers})
+    bad = [layer for layer in chosen if not 0 <= layer < n_layers]
+    if bad or not chosen:
+        raise EditclipError(f"head layers {bad or chosen} are out of range; this model has layers 0..{n_layers - 1}")
+    if convention == "official" and bb.shape.pool != "cls" and len(chosen) < n_layers:
+        raise EditclipError(
+            f"the official convention of a {bb.shape.pool}-pooled tower has no per-layer head parts (only the "
+            "pool's heads), so --layers does not apply; drop it or use --convention exact"
+        )
+    return chosen
 
 
 def check_images_readable(dataset: ImageDataset) -> None:

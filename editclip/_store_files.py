@@ -19,7 +19,7 @@ LOCK_NAME = ".editclip-lock"
 # Fields that must agree for a run to continue an existing store.
 RESUME_KEYS = (
     "fingerprint", "preprocessing", "precision", "convention", "dataset", "count", "ids", "chunk_size",
-    "token_layers", "dtype",
+    "token_layers", "dtype", "head_layers",
 )  # fmt: skip
 _NP_DTYPES = {"F32": np.float32, "F16": np.float16, "I64": np.int64}
 # What a store being created holds before its meta.json appears: not "someone else's files".

@@ -20,6 +20,7 @@ from ._store_files import FORMAT_VERSION, OPTIONAL_FIELDS, RESUME_KEYS, is_store
 from ._store_model import check_backbone_meta, describe_mismatch
 from .backbone import Backbone
 from .errors import EditclipError
+from .names import format_layers, head_name, parse_layers
 
 
 @dataclass
@@ -57,7 +58,7 @@ class DecompositionStore:
         if (root / "meta.json").is_file():
             store = cls.open(root)
             for key in RESUME_KEYS:
-                if store.meta.get(key) != meta.get(key):
+                if _resume_value(store.meta, key) != _resume_value(meta, key):
                     both = describe_mismatch(key, store.meta, meta)
                     raise EditclipError(
                         f"{str(root)!r} holds another decomposition ({key!r} differs{both}); "
@@ -97,6 +98,8 @@ class DecompositionStore:
         meta, shape, data = self.meta, self.meta.get("shape") or {}, self.meta.get("dataset") or {}
         model = (meta.get("model") or {}).get("name", "?")
         tokens = f", tokens of {', '.join(f'L{t}' for t in self.token_layers)}" if self.token_layers else ""
+        if self.summed_layers:
+            tokens = f", heads of {format_layers(self.head_layers)} only{tokens}"
         state = "complete" if self.complete else f"{len(self.missing_chunks())} chunks missing"
         return (f"DecompositionStore({str(self.root)!r}: {self.count} images of {data.get('name', '?')} "
                 f"({data.get('split') or 'all'}), {model} [{meta.get('fingerprint')}], "
@@ -128,6 +131,44 @@ class DecompositionStore:
     def token_layers(self) -> list[int]:
         return list(self.meta.get("token_layers") or [])
 
+    @property
+    def n_layers(self) -> int:
+        return int(self.meta["shape"]["layers"])
+
+    @property
+    def head_layers(self) -> list[int]:
+        """The layers whose heads the store holds one by one (all, unless made with ``--layers``)."""
+        held = self.meta.get("head_layers")
+        return list(range(self.n_layers)) if held is None else [int(x) for x in held]
+
+    @property
+    def summed_layers(self) -> list[int]:
+        """The other layers: their heads are stored summed, as one part ``L{l}.attn`` per layer (field ``attn``)."""
+        held = set(self.head_layers)
+        return [layer for layer in range(self.n_layers) if layer not in held]
+
+    def head_positions(self, layers: Iterable[int], what: str | None = None) -> list[int]:
+        """Where model layers are on the stored ``heads`` layer axis; refuses a layer whose heads are summed,
+        naming ``what`` needed it (e.g. ``"head L3.H1"``) and the layers the store holds."""
+        held = self.head_layers
+        layers = [int(x) for x in layers]
+        missing = [layer for layer in layers if layer not in held]
+        if missing:
+            raise EditclipError(
+                f"store {str(self.root)!r} holds the heads of layers {format_layers(held)} only (decompose "
+                f"--layers); {what or 'this'} needs the heads of {format_layers(missing)}: decompose again with "
+                "--layers including them"
+            )
+        return [held.index(layer) for layer in layers]
+
+    def layer_attention(self, layer: int, rows: Iterable[int] | None = None) -> Tensor:
+        """[N, D] the direct part of every head of ``layer`` summed (out_proj bias not included)."""
+        if layer in self.head_layers:
+            return self.read("heads", index=(layer,), rows=rows).sum(1)
+        if not 0 <= layer < self.n_layers:
+            raise EditclipError(f"layer {layer} is out of range; this store's model has layers 0..{self.n_layers - 1}")
+        return self.read("attn", index=(self.summed_layers.index(layer),), rows=rows)
+
     def chunk_path(self, index: int) -> Path:
         return self.root / "chunks" / f"chunk-{index:05d}.safetensors"
 
@@ -156,14 +197,17 @@ class DecompositionStore:
     def write_chunk(self, index: int, d: Decomposition, embedding: Tensor) -> None:
         """Write chunk ``index`` atomically."""
         dtype = {"float32": torch.float32, "float16": torch.float16}[self.meta["dtype"]]
+        held, summed = self.head_layers, self.summed_layers
         tensors = {
-            "heads": d.heads,
+            "heads": d.heads if not summed else d.heads[:, held],
             "mlps": d.mlps,
             "embed": d.embed,
             "biases": d.biases,
             "norms": d.norms,
             "embedding": embedding,
         }
+        if summed:
+            tensors["attn"] = d.heads[:, summed].sum(2)  # [n, len(summed), D]: one part L{l}.attn per layer
         tensors.update({f"tokens_L{layer}": t for layer, t in d.tokens.items()})
         tensors.update({name: t for name in OPTIONAL_FIELDS if (t := getattr(d, name)) is not None})
         tensors = {k: v.detach().to("cpu", dtype).contiguous() for k, v in tensors.items()}
@@ -186,8 +230,12 @@ class DecompositionStore:
         """One field as a float32 tensor, optionally sliced per image with ``index`` (e.g. ``(slice(None), 11)``).
 
         ``rows`` picks images (default all). Only the slices asked for are copied out of the mapped files.
+        For ``heads``, the first entry of ``index`` is a model layer (or a list of them) and the layer axis of
+        an unindexed read is :attr:`head_layers`; a layer whose heads the store sums is refused.
         """
         self._require_complete()
+        if name == "heads" and index and self.summed_layers:
+            index = (self._head_index(index), *index[1:])
         order = None
         wanted = None
         if rows is not None:
@@ -220,8 +268,40 @@ class DecompositionStore:
         out[torch.from_numpy(order)] = gathered
         return out
 
+    def _head_index(self, index: Sequence[Any]) -> Any:
+        """The stored position(s) of the model layer(s) ``index[0]`` of a ``heads`` read."""
+        first = index[0]
+        if isinstance(first, slice):
+            if first == slice(None):
+                return first
+            raise EditclipError("index the heads of a layer-subset store by layer numbers, not by a slice")
+        if np.ndim(first) == 0:
+            head = index[1] if len(index) > 1 and np.ndim(index[1]) == 0 else None
+            what = f"layer {int(first)}" if head is None else f"head {head_name(int(first), int(head))}"
+            return self.head_positions([int(first)], what)[0]
+        return self.head_positions(np.asarray(first).reshape(-1).tolist())
+
+    def mean_layer_attention(self) -> Tensor:
+        """[L, D] every layer's heads summed, averaged over the images (out_proj bias not included)."""
+        heads = self.mean("heads").sum(1)  # [len(head_layers), D]
+        out = heads.new_zeros(self.n_layers, heads.shape[-1])
+        out[self.head_layers] = heads
+        if self.summed_layers:
+            out[self.summed_layers] = self.mean("attn")
+        return out
+
+    def layer_subset(self, selection: str | None, what: str) -> list[int]:
+        """The layers of ``selection`` (e.g. ``last:4``; None: the layers whose heads the store holds), refused
+        unless the store holds their heads; ``what`` names who asks (e.g. ``"--layers last:4"``)."""
+        if selection is None:
+            return self.head_layers
+        layers = parse_layers(selection, self.n_layers)
+        self.head_positions(layers, what)
+        return layers
+
     def mean(self, name: str) -> Tensor:
-        """Mean of one field over all images, streamed chunk by chunk (float64 accumulation)."""
+        """Mean of one field over all images, streamed chunk by chunk (float64 accumulation); the layer axis
+        of ``heads`` is :attr:`head_layers`."""
         self._require_complete()
         total = None
         for chunk in range(self.n_chunks):
@@ -233,6 +313,12 @@ class DecompositionStore:
     def load(self, rows: Iterable[int] | None = None, token_layers: Sequence[int] = ()) -> Decomposition:
         """The stored decomposition (all images, or ``rows``) in memory."""
         rows = None if rows is None else list(rows)
+        if self.summed_layers:
+            raise EditclipError(
+                f"store {str(self.root)!r} holds the heads of layers {format_layers(self.head_layers)} only and the "
+                f"summed attention (L<l>.attn) of {format_layers(self.summed_layers)}, which a Decomposition has no "
+                "place for; read its fields with store.read(...)"
+            )
         missing = [layer for layer in token_layers if layer not in self.token_layers]
         if missing:
             raise EditclipError(
@@ -260,3 +346,10 @@ class DecompositionStore:
         """Provenance for reports: model, fingerprint, dataset, split, count, convention."""
         keys = ("model", "fingerprint", "preprocessing", "dataset", "count", "convention")
         return {k: self.meta.get(k) for k in keys} | {"path": str(self.root)}
+
+
+def _resume_value(meta: dict[str, Any], key: str) -> Any:
+    """A resume-checked field; a store without ``head_layers`` holds every layer's heads."""
+    if key == "head_layers" and meta.get(key) is None:
+        return list(range(int(meta["shape"]["layers"])))
+    return meta.get(key)

@@ -11,13 +11,18 @@ import torch
 from .backbone import Backbone, describe_preprocessing, with_preprocessing
 from .backbone import load as load_model
 from .errors import EditclipError
+from .names import format_layers
 
 if TYPE_CHECKING:
     from ._store_folder import DecompositionStore
 
 
 def describe_mismatch(key: str, old: dict[str, Any], new: dict[str, Any]) -> str:
-    """For the preprocessing, name both sides of a mismatch."""
+    """For the preprocessing and the head layers, name both sides of a mismatch."""
+    if key == "head_layers":
+        every = list(range(int(old["shape"]["layers"])))
+        held, asked = (format_layers(m.get(key) or every) for m in (old, new))
+        return f": the store holds the heads of {held}, this run asks for {asked} (--layers)"
     if key != "preprocessing":
         return ""
     return f": the store has {describe_preprocessing(old.get(key))}, this run {describe_preprocessing(new.get(key))}"

@@ -32,7 +32,7 @@ from .edited import EditTensors
 from .errors import EditclipError
 from .evaluate import GroupReport
 from .evaluation_paths import Targets
-from .names import head_name, parse_layers
+from .names import format_layers, head_name, parse_layers
 from .store import DecompositionStore
 
 METRICS = ("acc_wg", "acc_avg", "acc_mean_group", "adj_acc_avg")
@@ -83,16 +83,31 @@ def head_action(edit: EditTensors) -> tuple[list[int], HeadAction]:
 
 @dataclass(frozen=True)
 class CalibrationMeans:
-    """The calibration means a control needs: every head's [L, H, D] and every out_proj bias part's [L, D]."""
+    """The calibration means a control needs: every head's [L, H, D] and every out_proj bias part's [L, D];
+    ``head_layers`` are the layers of ``heads`` when it holds fewer than all (a layer-subset store)."""
 
     heads: Tensor
     biases: Tensor
+    head_layers: tuple[int, ...] | None = None
 
     @classmethod
     def of(cls, store: DecompositionStore) -> CalibrationMeans:
         """The means of an exact-convention store, as :func:`compile_edit <editclip.compile>` takes them."""
         _check_exact(store)
-        return cls(store.mean("heads"), store.mean("biases"))
+        held = tuple(store.head_layers) if store.summed_layers else None
+        return cls(store.mean("heads"), store.mean("biases"), held)
+
+    def head_rows(self, heads: Sequence[int], n_heads: int) -> list[int]:
+        """Rows of ``heads.flatten(0, 1)`` for flat model head indices; refuses heads these means do not hold."""
+        if self.head_layers is None:
+            return list(heads)
+        missing = sorted({h // n_heads for h in heads} - set(self.head_layers))
+        if missing:
+            raise EditclipError(
+                f"the calibration means hold the heads of layers {format_layers(self.head_layers)} only (a "
+                f"layer-subset store); the controls need the heads of {format_layers(missing)}"
+            )
+        return [self.head_layers.index(h // n_heads) * n_heads + h % n_heads for h in heads]
 
 
 def _check_exact(store: DecompositionStore) -> None:
@@ -152,7 +167,8 @@ def head_set_scores(
         member[i, [column[h] for h in s]] = 1.0
     w = classifier.double().t()  # [D, C]
     dim = w.shape[0]
-    head_means = means.heads.flatten(0, 1)[used].double()  # [J, D]
+    head_means = means.heads.flatten(0, 1)[means.head_rows(used, n_heads)].double()  # [J, D]
+    stored = _stored_heads(evaluation, used, n_heads)
     a = torch.zeros(dim, dim, dtype=torch.float64) if action.linear is None else action.linear.double()
     to_delta = (a - torch.eye(dim, dtype=torch.float64)) @ w  # [D, C]
     offsets = (head_means - head_means @ a) @ w  # [J, C]
@@ -168,7 +184,7 @@ def head_set_scores(
                       disable=not progress or evaluation.n_chunks < 2):  # fmt: skip
         rows = evaluation.chunk_range(chunk)
         base = evaluation.read("embedding", rows=rows).double() @ w  # [n, C]
-        parts = evaluation.read("heads", rows=rows).flatten(1, 2)[:, used].double()  # [n, J, D]
+        parts = evaluation.read("heads", rows=rows).flatten(1, 2)[:, stored].double()  # [n, J, D]
         deltas = parts @ to_delta + offsets  # [n, J, C]
         bias_deltas = None
         if bias_offsets is not None:
@@ -186,6 +202,13 @@ def head_set_scores(
         if keep_scores:
             scores.append(torch.cat(chunk_scores))
     return torch.cat(preds, dim=1), torch.cat(scores, dim=1) if keep_scores else None
+
+
+def _stored_heads(store: DecompositionStore, heads: Sequence[int], n_heads: int) -> list[int]:
+    """Where flat model head indices are in the store's flattened ``heads`` (a layer-subset store holds fewer)."""
+    layers = store.head_positions(sorted({h // n_heads for h in heads}), "the controls")
+    position = dict(zip(sorted({h // n_heads for h in heads}), layers, strict=True))
+    return [position[h // n_heads] * n_heads + h % n_heads for h in heads]
 
 
 @dataclass(frozen=True)
@@ -257,9 +280,21 @@ class ControlResult:
                 f"{100 * s['p90']:.1f}, best {100 * s['best']:.1f}; rank {s['rank']} of {s['of']}")  # fmt: skip
 
 
-def control_pool(heads: Sequence[int], layers: str, n_layers: int, n_heads: int) -> tuple[list[int], list[int]]:
-    """The layers controls draw from (``same``: the layers of ``heads``) and their heads (flat indices)."""
+def control_pool(
+    heads: Sequence[int], layers: str, n_layers: int, n_heads: int, held: Sequence[int] | None = None
+) -> tuple[list[int], list[int]]:
+    """The layers controls draw from (``same``: the layers of ``heads``) and their heads (flat indices); with
+    ``held`` (the head layers of a layer-subset store), ``all`` means those and other layers are refused."""
     chosen = sorted({h // n_heads for h in heads}) if layers == "same" else parse_layers(layers, n_layers)
+    if held is not None and len(held) < n_layers:
+        if layers == "all":
+            chosen = sorted(held)
+        missing = sorted(set(chosen) - set(held))
+        if missing:
+            raise EditclipError(
+                f"controls layers {layers!r}: the evaluation store holds the heads of layers {format_layers(held)} "
+                f"only (a layer-subset store), not those of {format_layers(missing)}"
+            )
     return chosen, [layer * n_heads + h for layer in chosen for h in range(n_heads)]
 
 
@@ -279,7 +314,7 @@ def random_head_controls(
     heads, action = head_action(edit)
     shape = evaluation.meta["shape"]
     n_layers, n_heads = int(shape["layers"]), int(shape["heads"])
-    layers, pool = control_pool(heads, settings.layers, n_layers, n_heads)
+    layers, pool = control_pool(heads, settings.layers, n_layers, n_heads, evaluation.head_layers)
     sets, available = draw_head_sets(pool, len(heads), settings.random_heads, heads, settings.seed)
     preds, _ = head_set_scores(evaluation, calibration, [sorted(heads), *sets], action, classifier,
                                progress=progress)  # fmt: skip

@@ -51,13 +51,13 @@ def check_calibration(store: DecompositionStore, calibration: DecompositionStore
 def _layers(store: DecompositionStore) -> Iterator[tuple[Tensor, Tensor]]:
     """Per layer, the direct contributions [N, D] of its attention (heads and out_proj bias part) and MLP."""
     for layer in tqdm(range(int(store.meta["shape"]["layers"])), desc="layers", unit="layer"):
-        attn = store.read("heads", index=(layer,)).sum(1) + store.read("biases", index=(layer,))
+        attn = store.layer_attention(layer) + store.read("biases", index=(layer,))
         yield attn, store.read("mlps", index=(layer,))
 
 
 def _mean_attention(store: DecompositionStore) -> Tensor:
     """[L, D] mean direct contribution of each attention layer."""
-    return store.mean("heads").sum(1) + store.mean("biases")
+    return store.mean_layer_attention() + store.mean("biases")
 
 
 def cls_source_missing(store: DecompositionStore) -> str | None:
@@ -185,6 +185,8 @@ def textspan_curve(
     n_layers = int(store.meta["shape"]["layers"])
     if not 1 <= last <= n_layers:
         raise EditclipError(f"last={last} is out of range: this model has {n_layers} layers")
+    for held in (store, calibration):
+        held.head_positions(range(n_layers - last, n_layers), f"the TextSpan curve of the last {last} layers")
     m_values = sorted(set(m_values))
     if not m_values or m_values[0] < 1:
         raise EditclipError(f"m values must be >= 1; got {list(m_values)}")

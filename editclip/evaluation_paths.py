@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ from .data import ImageDataset
 from .edited import EditTensors
 from .errors import EditclipError
 from .evaluate import GroupReport, group_metrics, predict
+from .names import head_name
 from .store import DecompositionStore
 
 
@@ -158,6 +159,8 @@ def fast_embeddings(
     """
     _check_store(store, None if edit is None else int(edit.embed_mean.shape[0]))
     fields = _fields_needed(edit)
+    if edit is not None and "heads" in fields and store.summed_layers:
+        edit = _on_stored_heads(store, edit)
     pieces = []
     for chunk in tqdm(range(store.n_chunks), desc=desc, unit="chunk", disable=not progress or store.n_chunks < 2):
         rows = store.chunk_range(chunk)
@@ -191,6 +194,21 @@ def _fields_needed(edit: EditTensors | None) -> set[str]:
     if edit.ablate_cls_source.numel():
         needed.add("cls_source")
     return needed
+
+
+def _on_stored_heads(store: DecompositionStore, edit: EditTensors) -> EditTensors:
+    """``edit`` with its flat head indices moved to a layer-subset store's ``heads`` (which holds fewer layers);
+    a head of a layer the store holds only summed is refused, by name."""
+    n_heads = int(store.meta["shape"]["heads"])
+
+    def moved(flat: Tensor) -> Tensor:
+        out = []
+        for index in flat.tolist():
+            layer, head = divmod(int(index), n_heads)
+            out.append(store.head_positions([layer], f"the edit's head {head_name(layer, head)}")[0] * n_heads + head)
+        return torch.tensor(out, dtype=torch.long)
+
+    return replace(edit, ablate_heads=moved(edit.ablate_heads), project_heads=moved(edit.project_heads))
 
 
 def _unused(z: Tensor, name: str) -> Tensor:

@@ -2,8 +2,9 @@
 
 Heads are ``L{layer}.H{head}`` (0-based, as in the paper: ``L21.H11``), MLPs ``L{layer}.mlp``, the
 ln_pre term ``embed``, the part of a layer's heads read from the CLS token itself ``L{layer}.attn.cls``
-(the CLS-source attention). Attention-pooled towers (SigLIP) add the pool's MLP ``pool.mlp`` and, in the
-official convention, the pool's heads ``pool.H{head}``. Layer selections are ``L8``, ``L0-19``,
+(the CLS-source attention); ``L{layer}.attn`` is the sum of a layer's heads (what a layer-subset store
+keeps of the layers outside its ``--layers``). Attention-pooled towers (SigLIP) add the pool's MLP
+``pool.mlp`` and, in the official convention, the pool's heads ``pool.H{head}``. Layer selections are ``L8``, ``L0-19``,
 ``last:4`` or ``all``, or several of those joined by commas.
 """
 
@@ -160,6 +161,19 @@ def parse_layers(text: str | int, n_layers: int | None = None) -> list[int]:
     ``last:k`` and ``all`` need `n_layers`; every index is checked before the list is built.
     """
     return sorted({layer for start, stop in layer_ranges(text, n_layers) for layer in range(start, stop)})
+
+
+def format_layers(layers: list[int] | tuple[int, ...]) -> str:
+    """A sorted layer list as a selection: ``[0, 1, 2, 5]`` -> ``L0-2,L5`` (``parse_layers`` reads it back)."""
+    pieces: list[str] = []
+    ordered = sorted(set(layers))
+    start = 0
+    for i in range(1, len(ordered) + 1):
+        if i == len(ordered) or ordered[i] != ordered[i - 1] + 1:
+            a, b = ordered[start], ordered[i - 1]
+            pieces.append(f"L{a}" if a == b else f"L{a}-{b}")
+            start = i
+    return ",".join(pieces) or "(none)"
 
 
 def _index(digits: str, text: object) -> int:

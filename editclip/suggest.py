@@ -53,7 +53,7 @@ from ._selection import MAX_AVG_DROP, SCORES, TOLERANCE, choose_k
 from ._textspan import textspan
 from .errors import EditclipError
 from .evaluate import GroupReport, group_metrics, predict
-from .names import head_name, parse_head, parse_layers
+from .names import head_name, parse_head
 from .store import DecompositionStore
 
 Normaliser = Literal["embedding", "head"]
@@ -89,8 +89,9 @@ def _scale(store: DecompositionStore) -> bool:
 
 
 def _candidates(store: DecompositionStore, layers: str | None) -> list[int]:
-    n_layers = int(store.meta["shape"]["layers"])
-    return parse_layers(layers or "all", n_layers)
+    """The layers whose heads are ranked: ``layers`` (refused where a layer-subset store sums the heads), or
+    every layer whose heads the store holds."""
+    return store.layer_subset(layers, f"layers {layers}")
 
 
 @torch.no_grad()
@@ -138,7 +139,7 @@ def head_scores(
     acc = _Accumulator(groupings)
     for chunk in tqdm(range(store.n_chunks), desc="head statistics", unit="chunk", disable=not progress):
         rows = store.chunk_range(chunk)
-        heads = store.read("heads", rows=rows)[:, chosen].double()  # [n, L', H, D]
+        heads = store.read("heads", index=(chosen,), rows=rows).double()  # [n, L', H, D]
         z = store.read("embedding", rows=rows).double()
         norms = z.norm(dim=-1) if scale else torch.ones(z.shape[0], dtype=torch.float64)
         heads = heads / norms[:, None, None, None]
@@ -392,14 +393,18 @@ def pick_top_k(
     columns = {c: store.column(c) for c in groups}
     ranking = list(ranking)[: max_k if max_k is not None else len(ranking)]
     z = store.read("embedding")
-    head_means = store.mean("heads")
+    head_means = store.mean("heads")  # [L', H, D]: the store's head layers
     bias_means = store.mean("biases")
+    positions = {}
+    for name in ranking:
+        ref = parse_head(name, len(bias_means), n_heads)
+        positions[ref] = store.head_positions([ref.layer], f"head {ref} of the ranking")[0]
     done: dict[int, set[int]] = {}
     trials = [(0, group_metrics(predict(z, classifier), label_values, columns))]
     for k, name in enumerate(ranking, start=1):
         ref = parse_head(name, len(bias_means), n_heads)
         layer, head = ref.layer, ref.head
-        z = z + head_means[layer, head] - store.read("heads", index=(layer, head))
+        z = z + head_means[positions[ref], head] - store.read("heads", index=(layer, head))
         done.setdefault(layer, set()).add(head)
         if len(done[layer]) == n_heads:
             z = z + bias_means[layer] - store.read("biases", index=(layer,))

@@ -22,6 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", required=True, help="store folder (created; an interrupted run resumes)")
     parser.add_argument("--convention", default="exact", choices=CONVENTIONS,
                         help="post-LayerNorm split of the parts (docs/method.md section 1)")
+    parser.add_argument("--layers", help="store head parts only for these layers (e.g. last:4; default all); "
+                        "the others' heads are stored summed, one part L<l>.attn per layer")
     parser.add_argument("--token-layers", help="also store per-source-token parts of these layers (e.g. last:4)")
     parser.add_argument("--batch-size", type=int, default=32, help="images per forward pass")
     parser.add_argument("--chunk-size", type=int, default=256, help="images per chunk file")
@@ -46,12 +48,14 @@ def run(args: argparse.Namespace) -> int:
     dataset = dataset_from_args(args)
     bb = backbone_from_args(args)
     token_layers = parse_layers(args.token_layers, bb.shape.layers) if args.token_layers else []
+    layers = parse_layers(args.layers, bb.shape.layers) if args.layers else None
     store = decompose_dataset(
         bb,
         dataset,
         out,
         convention=args.convention,
         token_layers=token_layers,
+        layers=layers,
         batch_size=args.batch_size,
         chunk_size=args.chunk_size,
         dtype=args.store_dtype,

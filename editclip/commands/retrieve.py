@@ -52,6 +52,7 @@ def run(args: argparse.Namespace) -> int:
     store = open_store(args.store)
     shape = store.meta["shape"]
     head = parse_head(args.head, shape["layers"], shape["heads"])
+    store.head_positions([head.layer], f"--head {head}")  # a layer-subset store may hold its layer summed only
     if args.top < 1:
         raise EditclipError(f"--top must be >= 1; got {args.top}")
     ids = store.ids

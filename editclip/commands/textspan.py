@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING
 from .._constants import VARIANTS
 from .._io import prepare_output, staged_dir
 from ..errors import EditclipError
-from ..names import parse_layers
 from ._common import add_overwrite_arg
 
 if TYPE_CHECKING:
@@ -81,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
     out = check_out(args)
     store = open_store(args.store)
     pool_heads = args.layers.strip() == "pool"
-    layers = [] if pool_heads else parse_layers(args.layers, store.meta["shape"]["layers"])
+    layers = [] if pool_heads else store.layer_subset(args.layers, f"--layers {args.layers}")
     pool = load_pool(args.pool)
     if not 1 <= args.m <= len(pool):
         raise EditclipError(f"--m {args.m} is out of range: pool {args.pool!r} has {len(pool)} texts")
