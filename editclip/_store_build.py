@@ -85,6 +85,7 @@ def decompose_dataset(
             store = DecompositionStore.create_or_resume(root, meta, const)
             clean_stale_temporaries(root / "chunks")  # half-written chunks of a killed run
             try:
+                _check_disk(store, bb, shard, token_layers)
                 _fill(store, bb, dataset, shard, token_layers, convention, batch_size, workers)
             except BaseException:
                 if fresh:
@@ -94,6 +95,16 @@ def decompose_dataset(
         if made_root and root.is_dir() and not any(root.iterdir()):
             root.rmdir()
     return store
+
+
+def _check_disk(store: DecompositionStore, bb: Backbone, shard: tuple[int, int], token_layers: Sequence[int]) -> None:
+    """Refuse, before the first chunk, a run whose missing chunks (of this shard) would not fit on the disk."""
+    from ._cost import check_free_space, store_bytes_per_image
+
+    todo = sum(len(store.chunk_range(i)) for i in store.missing_chunks() if i % shard[1] == shard[0])
+    if todo:
+        per_image = store_bytes_per_image(bb, store.convention, store.head_layers, token_layers, store.meta["dtype"])
+        check_free_space(store.root, per_image * todo, f"decomposing {todo:,} images into {str(store.root)!r}")
 
 
 def _head_layers(bb: Backbone, convention: str, layers: Sequence[int] | None) -> list[int]:

@@ -196,21 +196,7 @@ class DecompositionStore:
     # ----- writing --------------------------------------------------------------------------------
     def write_chunk(self, index: int, d: Decomposition, embedding: Tensor) -> None:
         """Write chunk ``index`` atomically."""
-        dtype = {"float32": torch.float32, "float16": torch.float16}[self.meta["dtype"]]
-        held, summed = self.head_layers, self.summed_layers
-        tensors = {
-            "heads": d.heads if not summed else d.heads[:, held],
-            "mlps": d.mlps,
-            "embed": d.embed,
-            "biases": d.biases,
-            "norms": d.norms,
-            "embedding": embedding,
-        }
-        if summed:
-            tensors["attn"] = d.heads[:, summed].sum(2)  # [n, len(summed), D]: one part L{l}.attn per layer
-        tensors.update({f"tokens_L{layer}": t for layer, t in d.tokens.items()})
-        tensors.update({name: t for name in OPTIONAL_FIELDS if (t := getattr(d, name)) is not None})
-        tensors = {k: v.detach().to("cpu", dtype).contiguous() for k, v in tensors.items()}
+        tensors = chunk_tensors(d, embedding, self.head_layers, self.meta["dtype"])
         with atomic_path(self.chunk_path(index)) as tmp:
             save_file(tensors, str(tmp))
 
@@ -346,6 +332,27 @@ class DecompositionStore:
         """Provenance for reports: model, fingerprint, dataset, split, count, convention."""
         keys = ("model", "fingerprint", "preprocessing", "dataset", "count", "convention")
         return {k: self.meta.get(k) for k in keys} | {"path": str(self.root)}
+
+
+def chunk_tensors(d: Decomposition, embedding: Tensor, head_layers: Sequence[int], dtype: str) -> dict[str, Tensor]:
+    """The tensors a chunk file holds for ``d``: the heads of ``head_layers``, the other layers' heads summed
+    (``attn``), the other parts and the embedding, on the CPU in the store's ``dtype``."""
+    held = list(head_layers)
+    summed = [layer for layer in range(d.n_layers) if layer not in set(held)]
+    tensors = {
+        "heads": d.heads if not summed else d.heads[:, held],
+        "mlps": d.mlps,
+        "embed": d.embed,
+        "biases": d.biases,
+        "norms": d.norms,
+        "embedding": embedding,
+    }
+    if summed:
+        tensors["attn"] = d.heads[:, summed].sum(2)  # [n, len(summed), D]: one part L{l}.attn per layer
+    tensors.update({f"tokens_L{layer}": t for layer, t in d.tokens.items()})
+    tensors.update({name: t for name in OPTIONAL_FIELDS if (t := getattr(d, name)) is not None})
+    torch_dtype = {"float32": torch.float32, "float16": torch.float16}[dtype]
+    return {k: v.detach().to("cpu", torch_dtype).contiguous() for k, v in tensors.items()}
 
 
 def _resume_value(meta: dict[str, Any], key: str) -> Any:

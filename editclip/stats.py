@@ -300,6 +300,7 @@ def accumulate_stats(
             "dataset": dataset.describe(), "ids": dataset.ids, "groups": values, "layers": layers}  # fmt: skip
     rows = np.array_split(np.arange(len(dataset)), world)[rank]
     partial = out.with_name(f"{out.name}.partial-{rank}-of-{world}")
+    _check_disk(bb, convention, layers, values, out)
     stats = _resume(partial, meta)
     start = done = int(stats.meta["done"]) if stats is not None else 0
     images = Subset(dataset.with_transform(bb.preprocess), rows[start:])  # yields dataset indices, copies no list
@@ -328,6 +329,14 @@ def accumulate_stats(
         torch.distributed.barrier()
     partial.unlink(missing_ok=True)
     return stats if rank == 0 else None
+
+
+def _check_disk(bb: Backbone, convention: str, layers: list[int], values: dict[str, list], out: Path) -> None:
+    """Refuse, before the pass, statistics that would not fit beside ``out`` (the file and its partial sums)."""
+    from ._cost import check_free_space, stats_bytes
+
+    size, _ = stats_bytes(bb, convention, layers, sum(len(v) for v in values.values()))
+    check_free_space(out.parent, 2 * size, f"statistics {str(out)!r} (the file and its partial sums)")
 
 
 def _resume(partial: Path, meta: dict[str, Any]) -> PartStats | None:

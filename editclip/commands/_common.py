@@ -172,3 +172,37 @@ def parse_shard(text: str | None) -> tuple[int, int]:
     if not 0 <= k < n:
         raise EditclipError(f"--shard {text!r}: need 0 <= K < N")
     return k, n
+
+
+def add_estimate_args(parser: argparse.ArgumentParser, command: str) -> None:
+    """--estimate [--images N] [--no-time] [--time-images K]: print the run's cost, write nothing."""
+    group = parser.add_argument_group("cost estimate")
+    group.add_argument("--estimate", action="store_true",
+                       help=f"print what `{command}` would cost (bytes per image, disk, peak memory, time from a "
+                       "short timed batch) and exit without writing anything")  # fmt: skip
+    group.add_argument("--images", type=int, metavar="N",
+                       help="with --estimate: the number of images (default: those of --data; no data needed)")
+    group.add_argument("--no-time", action="store_true", help="with --estimate: skip the timed batch")
+    group.add_argument("--time-images", type=int, default=1, metavar="K",
+                       help="with --estimate: images in the timed batch (default 1)")
+
+
+def estimate_inputs(args: argparse.Namespace) -> tuple[ImageDataset | None, int]:
+    """The dataset (None without --data) and the image count an estimate is for."""
+    if args.images is not None and args.images <= 0:
+        raise EditclipError(f"--images must be positive; got {args.images}")
+    if args.time_images <= 0:
+        raise EditclipError(f"--time-images must be positive; got {args.time_images}")
+    if args.data is None and args.images is None:
+        raise EditclipError("--estimate needs --data ROOT or --images N (the number of images)")
+    dataset = dataset_from_args(args) if args.data is not None else None
+    return dataset, args.images if args.images is not None else len(dataset)
+
+
+def require_data(args: argparse.Namespace) -> None:
+    """Refuse a real run without --data (only --estimate --images N runs without images)."""
+    if args.data is None:
+        raise EditclipError("--data ROOT is required (only --estimate --images N runs without images)")
+    for name in ("images", "no_time"):
+        if getattr(args, name, None):
+            raise EditclipError(f"--{name.replace('_', '-')} only goes with --estimate")
