@@ -32,11 +32,20 @@ _META_BYTES_PER_IMAGE = 120  # meta.json without the data: id, resolved path and
 
 def one_image(bb: Backbone, convention: str, token_layers: Sequence[int] = ()) -> tuple[Decomposition, torch.Tensor]:
     """The decomposition and embedding of one random image: the shapes every stored or summed field has."""
+    d, embedding, _ = _measured_image(bb, convention, token_layers)
+    return d, embedding
+
+
+def _measured_image(
+    bb: Backbone, convention: str, token_layers: Sequence[int] = ()
+) -> tuple[Decomposition, torch.Tensor, int]:
+    """:func:`one_image` and the memory growth of its forward (the first of the process: nothing cached yet)."""
     height, width = bb.shape.image_size
     pixels = torch.randn(1, 3, height, width, generator=torch.Generator().manual_seed(0))
-    with torch.no_grad():
+    with torch.no_grad(), PeakMemory(bb.device) as peak:
         out = run(bb.tower, pixels.to(bb.device), token_layers=token_layers)
-    return from_vit_output(out, convention), out.embedding
+        d = from_vit_output(out, convention)
+    return d, out.embedding, peak.peak
 
 
 def store_bytes_per_image(
@@ -76,10 +85,9 @@ def meta_bytes(dataset: ImageDataset | None, images: int) -> int:
 
 @dataclass(frozen=True)
 class Timing:
-    """Seconds per image and peak memory growth per image of the forward, from one timed batch."""
+    """Seconds per image of the forward, from one timed batch of ``images``."""
 
     seconds_per_image: float
-    memory_per_image: int
     images: int
 
 
@@ -93,13 +101,13 @@ def time_forward(
     pixels = pixels.to(bb.device)
     if not warm:
         one_image(bb, convention, token_layers)
-    with torch.no_grad(), PeakMemory(bb.device) as peak:
+    with torch.no_grad():
         start = time.perf_counter()
         from_vit_output(run(bb.tower, pixels, token_layers=token_layers), convention)
         if bb.device.type == "cuda":
             torch.cuda.synchronize(bb.device)
         seconds = time.perf_counter() - start
-    return Timing(seconds / images, peak.peak // images, images)
+    return Timing(seconds / images, images)
 
 
 def weights_bytes(bb: Backbone) -> int:
@@ -165,14 +173,15 @@ def decompose_estimate(
     time_images: int | None,
 ) -> list[str]:  # fmt: skip
     """The report of ``decompose --estimate``: what the run would write, hold and take (nothing is written)."""
-    image = one_image(bb, convention, token_layers)
+    d, embedding, forward_one = _measured_image(bb, convention, token_layers)
+    image = d, embedding
     per_image = store_bytes_per_image(bb, convention, head_layers, token_layers, dtype, image)
     parts = store_bytes_per_image(bb, convention, range(bb.shape.layers), token_layers, "float32", image)
     meta = meta_bytes(dataset, images)
     total = per_image * images + meta + 4 * bb.shape.embed_dim
     timing = time_forward(bb, time_images, convention, token_layers, warm=True) if time_images else None
     weights, chunk = weights_bytes(bb), min(chunk_size, images) * (parts + per_image)
-    forward = timing.memory_per_image * min(batch_size, images) if timing else 0
+    forward = forward_one * min(batch_size, images)
     held = (f"heads of {format_layers(head_layers)}, the other layers' summed" if len(head_layers) < bb.shape.layers
             else f"heads of all {bb.shape.layers} layers")  # fmt: skip
     lines = [
@@ -181,10 +190,9 @@ def decompose_estimate(
         f"  on disk:     {format_bytes(total)} (chunks {format_bytes(per_image * images)}, meta.json "
         f"{format_bytes(meta)}{'' if dataset is not None else ' estimated: no data given'}); {_fits(out, total)}",
         f"  peak memory: {format_bytes(weights + chunk + forward)}: weights {format_bytes(weights)}, one chunk of "
-        f"{min(chunk_size, images)} images' parts {format_bytes(chunk)}, "
-        + (f"forward of a batch of {min(batch_size, images)} {format_bytes(forward)}" if timing else
-           "forward not measured (--no-time)"),
-    ]  # fmt: skip
+        f"{min(chunk_size, images)} images' parts {format_bytes(chunk)}, forward of a batch of "
+        f"{min(batch_size, images)} {format_bytes(forward)} (one image's, measured, x {min(batch_size, images)})",
+    ]
     lines.append(_time_line(timing, images, bb, 0.0))
     return [*lines, "nothing was written"]
 
@@ -195,13 +203,13 @@ def stats_estimate(
 ) -> list[str]:  # fmt: skip
     """The report of ``stats --estimate``: file size, disk while running, peak memory, time (nothing is written)."""
     groups = 0 if dataset is None else group_value_count(dataset)
-    d, _ = one_image(bb, convention)
+    d, _, forward_one = _measured_image(bb, convention)
     file, scatter = stats_bytes(bb, convention, layers, groups, d)
     sums, _ = stats_bytes(bb, convention, [], 0, d)
     timing = time_forward(bb, time_images, convention, warm=True) if time_images else None
     extra = time_scatter(bb, len(layers), batch_size) if timing and layers else 0.0
     weights = weights_bytes(bb)
-    forward = timing.memory_per_image * min(batch_size, images) if timing else 0
+    forward = forward_one * min(batch_size, images)
     temporaries = 2 * scatter  # the batch's scatter and Chan's merge term, each the size of the scatters
     group_note = (f"{groups} group values" if dataset is not None
                   else "no data given: each group value adds one more set of part sums")  # fmt: skip
@@ -213,9 +221,8 @@ def stats_estimate(
         f"  on disk:     {format_bytes(2 * file)} while running (the partial sums beside the output); "
         f"{_fits(out, 2 * file)}",
         f"  peak memory: {format_bytes(weights + file + temporaries + forward)}: weights {format_bytes(weights)}, "
-        f"statistics {format_bytes(file)}, scatter temporaries {format_bytes(temporaries)}, "
-        + (f"forward of a batch of {min(batch_size, images)} {format_bytes(forward)}" if timing else
-           "forward not measured (--no-time)"),
+        f"statistics {format_bytes(file)}, scatter temporaries {format_bytes(temporaries)}, forward of a batch "
+        f"of {min(batch_size, images)} {format_bytes(forward)} (one image's, measured, x {min(batch_size, images)})",
         _time_line(timing, images, bb, extra),
     ]  # fmt: skip
     return [*lines, "nothing was written"]
