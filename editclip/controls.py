@@ -33,6 +33,7 @@ from .errors import EditclipError
 from .evaluate import GroupReport
 from .evaluation_paths import Targets
 from .names import format_layers, head_name, parse_layers
+from .stats import PartStats
 from .store import DecompositionStore
 
 METRICS = ("acc_wg", "acc_avg", "acc_mean_group", "adj_acc_avg")
@@ -91,10 +92,11 @@ class CalibrationMeans:
     head_layers: tuple[int, ...] | None = None
 
     @classmethod
-    def of(cls, store: DecompositionStore) -> CalibrationMeans:
-        """The means of an exact-convention store, as :func:`compile_edit <editclip.compile>` takes them."""
+    def of(cls, store: DecompositionStore | PartStats) -> CalibrationMeans:
+        """The means of an exact-convention store or statistics, as :func:`compile_edit <editclip.compile>` takes
+        them (statistics sum every head)."""
         _check_exact(store)
-        held = tuple(store.head_layers) if store.summed_layers else None
+        held = tuple(store.head_layers) if isinstance(store, DecompositionStore) and store.summed_layers else None
         return cls(store.mean("heads"), store.mean("biases"), held)
 
     def head_rows(self, heads: Sequence[int], n_heads: int) -> list[int]:
