@@ -1,9 +1,10 @@
 """Load Hugging Face transformers models (a folder or a model already built) into a :class:`Backbone`.
 
-The image processor's settings (``preprocessor_config.json``: resize to the shortest edge or to a fixed
-size, centre crop, resample, rescale, mean/std) become the project's preprocessing record (open_clip's
-``preprocess_cfg`` keys) and a torchvision transform; the tokenizer pads to the text tower's context length.
-transformers is an optional dependency (``pip install editclip[hf]``).
+CLIP (``CLIPModel``, ``CLIPVisionModelWithProjection``, ``CLIPVisionModel``) and SigLIP (``SiglipModel``,
+``SiglipVisionModel``). The image processor's settings (``preprocessor_config.json``) become the project's
+preprocessing record and a transform that gives the processor's own pixel values
+(:mod:`editclip._hf_preprocess`); the tokenizer (CLIP's BPE, SigLIP's sentencepiece) pads to the text tower's
+context length. transformers is an optional dependency (``pip install editclip[hf]``).
 """
 
 from __future__ import annotations
@@ -16,20 +17,26 @@ from typing import Any
 import torch
 from torch import nn
 
+from . import families
+from ._hf_preprocess import HFImageTransform, default_settings, record_from_settings
 from ._sources import ModelFolder
 from .errors import EditclipError, UnsupportedModelError
 from .families import hf_clip
 
-# model_type (and architectures) -> transformers class; the SigLIP families add theirs here.
+# model_type (and architectures) -> transformers class
 MODEL_CLASSES = {
     "clip": "CLIPModel",
     "clip_vision_model": "CLIPVisionModelWithProjection",
+    "siglip": "SiglipModel",
+    "siglip_vision_model": "SiglipVisionModel",
 }
-_NO_HF_SIGLIP = "transformers SigLIP models are not read yet (open_clip's timm SigLIP towers are)"
-UNSUPPORTED_TYPES = {kind: _NO_HF_SIGLIP for kind in ("siglip", "siglip_vision_model", "siglip2",
-                                                       "siglip2_vision_model")}  # fmt: skip
-_RESAMPLE = {0: "nearest", 2: "bilinear", 3: "bicubic"}
-_TOKENIZER_FILES = ("tokenizer.json", "vocab.json")
+_NO_SIGLIP2 = (
+    "transformers SigLIP2 models (variable-resolution NaFlex patches with their own position interpolation) are not "
+    "read yet; SigLIP (model_type siglip) and open_clip's timm SigLIP2 towers are"
+)
+UNSUPPORTED_TYPES = {kind: _NO_SIGLIP2 for kind in ("siglip2", "siglip2_vision_model")}
+TEXT_CLASSES = ("CLIPModel", "SiglipModel")  # the classes with a text tower
+_TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "spiece.model")
 PRECISION_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
@@ -84,16 +91,17 @@ def from_hf(
     pretrained: str | None = None,
     source: dict[str, Any] | None = None,
 ) -> Any:
-    """A Backbone for a transformers model the user built; ``image_processor`` is a CLIPImageProcessor or its
-    dict (default: CLIPImageProcessor's defaults at the model's image size), ``tokenizer`` a transformers tokenizer."""
+    """A Backbone for a transformers CLIP or SigLIP the user built; ``image_processor`` is its image processor
+    (CLIPImageProcessor, SiglipImageProcessor) or its dict (default: the family's processor at the model's image
+    size), ``tokenizer`` a transformers tokenizer."""
     from .backbone import Backbone, _check_supported, read_shape
 
     model_id = name or getattr(model.config, "name_or_path", "") or type(model).__name__
     _check_supported(model, model_id)
     settings = image_processor.to_dict() if hasattr(image_processor, "to_dict") else image_processor
-    image_size = hf_clip.describe(model).image_size
-    pp, transform = preprocess_from_processor(settings, image_size, model_id)
-    setattr(model, hf_clip.PREPROCESS_ATTR, pp)
+    image_size = families.describe(model).image_size
+    pp, transform = preprocess_from_processor(settings, image_size, model_id, families.family_of(model).NAME)
+    families.set_preprocess_cfg(model, pp)
     setattr(model, hf_clip.PROCESSOR_ATTR, settings or {})
     model.eval()
     text = _wrap_tokenizer(tokenizer, model, model_id)
@@ -102,58 +110,12 @@ def from_hf(
 
 
 def preprocess_from_processor(
-    settings: dict[str, Any] | None, image_size: tuple[int, int], model_id: str
+    settings: dict[str, Any] | None, image_size: tuple[int, int], model_id: str, family: str = hf_clip.NAME
 ) -> tuple[dict[str, Any], Callable[[Any], torch.Tensor]]:
-    """(open_clip-style preprocess record, torchvision transform) equivalent to a CLIPImageProcessor's settings."""
-    from torchvision import transforms as T
-
-    s = dict(settings or {})
-    factor = float(s.get("rescale_factor", 1 / 255))
-    if s.get("do_rescale", True) and abs(factor - 1 / 255) > 1e-9:
-        raise EditclipError(f"model {model_id!r}: image processor rescale_factor {factor} is not 1/255")
-    resample = int(s.get("resample", 3))
-    if resample not in _RESAMPLE:
-        raise EditclipError(f"model {model_id!r}: image processor resample {resample} is not one of {_RESAMPLE}")
-    interpolation = _RESAMPLE[resample]
-    normalize = s.get("do_normalize", True)
-    mean = tuple(s.get("image_mean", hf_clip.OPENAI_MEAN)) if normalize else (0.0, 0.0, 0.0)
-    std = tuple(s.get("image_std", hf_clip.OPENAI_STD)) if normalize else (1.0, 1.0, 1.0)
-    size = s.get("size", {"shortest_edge": image_size[0]})
-    size = {"shortest_edge": size} if isinstance(size, int) else dict(size)
-    crop = s.get("crop_size", {"height": image_size[0], "width": image_size[1]})
-    crop = {"height": crop, "width": crop} if isinstance(crop, int) else dict(crop)
-    do_crop, do_resize = s.get("do_center_crop", True), s.get("do_resize", True)
-    out_size = (crop["height"], crop["width"]) if do_crop else (size.get("height"), size.get("width"))
-    if tuple(out_size) != tuple(image_size):
-        raise EditclipError(
-            f"model {model_id!r}: the image processor makes {out_size} images but the model takes {image_size}"
-        )
-    mode = T.InterpolationMode(interpolation)
-    steps: list[Any] = []
-    if do_resize and "shortest_edge" in size:
-        if do_crop and size["shortest_edge"] != min(out_size):
-            raise EditclipError(
-                f"model {model_id!r}: the image processor resizes the shortest edge to {size['shortest_edge']} and "
-                f"then crops {out_size}; editclip's preprocessing record resizes to the crop size (shortest edge "
-                f"{min(out_size)}), so it cannot reproduce this processor"
-            )
-        steps.append(T.Resize(size["shortest_edge"], interpolation=mode))
-        resize_mode = "shortest"
-    elif do_resize:
-        steps.append(T.Resize((size["height"], size["width"]), interpolation=mode))
-        resize_mode = "squash"
-    else:
-        raise EditclipError(f"model {model_id!r}: image processors without resizing are not supported")
-    if do_crop:
-        steps.append(T.CenterCrop(out_size))
-    steps += [_to_rgb, T.ToTensor(), T.Normalize(mean, std)]
-    pp = {"size": tuple(out_size), "mode": "RGB", "mean": mean, "std": std, "interpolation": interpolation,
-          "resize_mode": resize_mode, "fill_color": 0}  # fmt: skip
-    return pp, T.Compose(steps)
-
-
-def _to_rgb(image: Any) -> Any:
-    return image.convert("RGB") if hasattr(image, "convert") else image
+    """(preprocessing record, transform) giving the pixel values of an image processor's settings (None: the
+    ``family``'s processor at ``image_size``); EditclipError naming a setting editclip cannot reproduce."""
+    record = record_from_settings(settings or default_settings(family, image_size), image_size, model_id)
+    return record, HFImageTransform(record)
 
 
 def _read_processor(folder: Path, name: str) -> dict[str, Any] | None:
@@ -167,7 +129,7 @@ def _read_processor(folder: Path, name: str) -> dict[str, Any] | None:
 
 
 def _tokenizer(folder: Path, model: nn.Module, name: str) -> Any:
-    if not any((folder / f).is_file() for f in _TOKENIZER_FILES) or type(model).__name__ != "CLIPModel":
+    if not any((folder / f).is_file() for f in _TOKENIZER_FILES) or type(model).__name__ not in TEXT_CLASSES:
         return None
     try:
         return transformers_module().AutoTokenizer.from_pretrained(str(folder))
@@ -200,11 +162,12 @@ class NoTokenizer:
 
 
 def _wrap_tokenizer(tokenizer: Any, model: nn.Module, model_id: str) -> Callable[..., torch.Tensor]:
-    if type(model).__name__ != "CLIPModel":
-        return NoTokenizer(f"model {model_id!r} is an image tower only; text embeddings need a CLIPModel")
+    if type(model).__name__ not in TEXT_CLASSES:
+        needs = " or ".join(TEXT_CLASSES)
+        return NoTokenizer(f"model {model_id!r} is an image tower only; text embeddings need a {needs}")
     if tokenizer is None:
         return NoTokenizer(
-            f"model {model_id!r} has no tokenizer (tokenizer.json or vocab.json + merges.txt beside config.json, "
-            "or pass tokenizer=); text embeddings need one"
+            f"model {model_id!r} has no tokenizer (tokenizer.json, vocab.json + merges.txt or spiece.model beside "
+            "config.json, or pass tokenizer=); text embeddings need one"
         )
     return HFTokenizer(tokenizer, int(model.config.text_config.max_position_embeddings))

@@ -24,7 +24,7 @@ OPEN_CLIP_WEIGHTS = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin
 HF_CONFIG = "config.json"
 HF_WEIGHTS = ("model.safetensors",)
 HF_OPTIONAL = ("preprocessor_config.json", "tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt",
-               "special_tokens_map.json")  # fmt: skip
+               "spiece.model", "special_tokens_map.json")  # fmt: skip
 HF_MODEL_TYPES = ("clip", "clip_vision_model", "siglip", "siglip_vision_model", "siglip2", "siglip2_vision_model")
 
 

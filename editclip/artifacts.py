@@ -20,6 +20,7 @@ from safetensors.torch import save_file
 from torch import Tensor
 
 from . import _onnx
+from ._constants import PREPROCESSING_KEY
 from ._io import atomic_path
 from .checkpoints import check_readable, read_error
 from .edited import EditedCLIP, EditTensors
@@ -31,7 +32,6 @@ if TYPE_CHECKING:
 EDIT_FORMAT = "editclip-edit/1"
 CHECKPOINT_FORMAT = "editclip-patched-checkpoint/1"
 FINGERPRINT_KEY = "editclip_base_fingerprint"
-PREPROCESSING_KEY = "editclip_preprocessing"
 
 
 def save_edit(path: str | os.PathLike[str], tensors: EditTensors, metadata: Mapping[str, Any]) -> Path:

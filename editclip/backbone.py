@@ -80,8 +80,9 @@ class Backbone:
     def from_hf(
         cls, model: nn.Module, image_processor: Any = None, tokenizer: Any = None, name: str | None = None
     ) -> Backbone:
-        """A Backbone for a transformers CLIP the user built (``CLIPModel.from_pretrained(...)``); the image
-        processor (or its dict) and tokenizer default to CLIPImageProcessor's settings and none."""
+        """A Backbone for a transformers CLIP or SigLIP the user built (``CLIPModel.from_pretrained(...)``,
+        ``SiglipModel``, their vision-only classes); the image processor (or its dict) defaults to the family's
+        (CLIPImageProcessor, SiglipImageProcessor) at the model's image size, the tokenizer to none."""
         from ._hf_load import from_hf
 
         return from_hf(model, image_processor, tokenizer, name=name, pretrained="weights given in memory")
@@ -151,14 +152,18 @@ def preprocessing_record(model: nn.Module) -> dict[str, Any]:
     """Everything of open_clip's PreprocessCfg that changes pixels, in one JSON-friendly dict.
 
     ``size`` [H, W], ``mode``, ``mean``, ``std``, ``interpolation``, ``resize_mode``, ``fill_color``: the values
-    the model's own ``preprocess`` transform uses (open_clip's defaults filled in). Stores, reports, edit
+    the model's own ``preprocess`` transform uses (open_clip's defaults filled in). transformers models add
+    ``pipeline: transformers`` (their image processor's own operations) and, when it resizes the shortest edge
+    before a centre crop, ``resize_size`` (see :mod:`editclip._hf_preprocess`). Stores, reports, edit
     artifacts and ONNX files record it, and every cache key and compatibility check compares it.
     """
     from open_clip.transform import PreprocessCfg, merge_preprocess_dict
 
-    cfg = merge_preprocess_dict(PreprocessCfg(), families.preprocess_cfg(model))
+    raw = families.preprocess_cfg(model)
+    cfg = merge_preprocess_dict(PreprocessCfg(), raw)
     size = cfg["size"]
     size = [int(size), int(size)] if isinstance(size, (int, float)) else [int(v) for v in size]
+    extra = {k: raw[k] for k in ("pipeline", "resize_size") if raw.get(k) is not None}
     return {
         "size": size,
         "mode": str(cfg["mode"]),
@@ -167,6 +172,7 @@ def preprocessing_record(model: nn.Module) -> dict[str, Any]:
         "interpolation": str(cfg["interpolation"]),
         "resize_mode": str(cfg["resize_mode"]),
         "fill_color": int(cfg["fill_color"]),
+        **extra,
     }
 
 
@@ -179,17 +185,19 @@ def describe_preprocessing(record: dict[str, Any] | None) -> str:
         return "[" + ", ".join(f"{float(v):.4g}" for v in values) + "]"
 
     size = record.get("size") or ["?", "?"]
+    resize = record.get("resize_mode")
+    if record.get("resize_size"):
+        resize = f"shortest edge {record['resize_size']} + centre crop"
+    pipeline = f" ({record['pipeline']} image processor)" if record.get("pipeline") else ""
     return (
         f"{size[0]}x{size[1]} {record.get('mode', 'RGB')}, mean {vec(record.get('mean', []))}, "
-        f"std {vec(record.get('std', []))}, {record.get('interpolation')}, resize {record.get('resize_mode')}, "
-        f"fill {record.get('fill_color')}"
+        f"std {vec(record.get('std', []))}, {record.get('interpolation')}, resize {resize}, "
+        f"fill {record.get('fill_color')}{pipeline}"
     )
 
 
 def with_preprocessing(bb: Backbone, record: dict[str, Any]) -> Backbone:
     """``bb`` with the preprocessing ``record`` (as :func:`preprocessing_record` writes it) set on its model."""
-    from open_clip.transform import PreprocessCfg, image_transform_v2
-
     image_size = list(bb.shape.image_size)
     if list(record["size"]) != image_size:
         raise EditclipError(
@@ -197,9 +205,23 @@ def with_preprocessing(bb: Backbone, record: dict[str, Any]) -> Backbone:
         )
     pp = {**record, "size": tuple(record["size"]), "mean": tuple(record["mean"]), "std": tuple(record["std"])}
     families.set_preprocess_cfg(bb.model, pp)
-    preprocess = image_transform_v2(PreprocessCfg(**pp), is_train=False)
+    preprocess = transform_of(pp)
     return Backbone(bb.model, bb.tokenizer, preprocess, bb.shape, bb.model_id, bb.pretrained,
                     {**bb.source, "preprocess_cfg": pp})  # fmt: skip
+
+
+def transform_of(record: dict[str, Any]) -> Callable[[Any], torch.Tensor]:
+    """The image transform of a preprocessing record: open_clip's, or a transformers image processor's."""
+    from open_clip.transform import PreprocessCfg, image_transform_v2
+
+    from ._hf_preprocess import PIPELINE, HFImageTransform
+
+    if record.get("pipeline") == PIPELINE:
+        return HFImageTransform(record)
+    if record.get("pipeline") is not None:
+        raise EditclipError(f"preprocessing pipeline {record['pipeline']!r} is not known to this editclip")
+    keys = ("size", "mode", "mean", "std", "interpolation", "resize_mode", "fill_color")
+    return image_transform_v2(PreprocessCfg(**{k: record[k] for k in keys if k in record}), is_train=False)
 
 
 def state_dict_fingerprint(state_dict: dict[str, torch.Tensor]) -> str:

@@ -131,7 +131,7 @@ def card_markdown(card: Mapping[str, Any], with_config: bool = False) -> str:
     lines += [
         "## Preprocessing",
         "",
-        f"RGB images resized ({pre['resize_mode']}, {pre['interpolation']}) to {pre['image_size'][0]} x "
+        f"RGB images resized ({_resize_text(pre)}, {pre['interpolation']}) to {pre['image_size'][0]} x "
         f"{pre['image_size'][1]}, scaled to 0..1, normalised with mean {pre['mean']} and std {pre['std']}, "
         "as `[N, 3, H, W]` float32.",
         "",
@@ -173,6 +173,13 @@ def _base_load(model: Mapping[str, Any]) -> str:
         config = f", config={model['config']!r}" if isinstance(model.get("config"), str) else ""
         return f"bb = editclip.load(checkpoint={model['checkpoint']!r}{config})"
     return f"bb = editclip.load({model['name']!r}, pretrained={model.get('pretrained')!r})"
+
+
+def _resize_text(pre: Mapping[str, Any]) -> str:
+    """How images are resized: open_clip's resize mode, or a transformers processor's shortest edge + crop."""
+    if pre.get("resize_size"):
+        return f"shortest edge to {pre['resize_size']} px, then centre crop, as the transformers image processor"
+    return str(pre["resize_mode"])
 
 
 def _snippets(card: Mapping[str, Any], with_config: bool) -> list[str]:

@@ -107,6 +107,7 @@ def preprocess_metadata(model: nn.Module) -> dict[str, Any]:
         "interpolation": record["interpolation"],
         "resize_mode": record["resize_mode"],
         "fill_color": record["fill_color"],
+        **{k: record[k] for k in ("pipeline", "resize_size") if k in record},  # a transformers image processor's
         PREPROCESSING_KEY: record,
     }
 

@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 
 from . import _onnx
+from ._constants import PREPROCESSING_KEY
 from .errors import EditclipError
 
 ONNX_FORMAT = "editclip-image-encoder/1"
@@ -96,6 +97,7 @@ class OnnxImageEncoder:
         self.resize_mode = self.metadata.get("resize_mode", "shortest")
         self.fill_color = int(self.metadata.get("fill_color", "0"))
         self.normalize = self.metadata.get("normalize", "false") == "true"
+        self.transform = _record_transform(self.metadata.get(PREPROCESSING_KEY))
         self.classes: list[str] | None = json.loads(self.metadata["classes"]) if "classes" in self.metadata else None
         self.on_gpu = self.providers[0] in ("TensorrtExecutionProvider", "CUDAExecutionProvider")
         self.device_id = int(self.session.get_provider_options().get(self.providers[0], {}).get("device_id", 0))
@@ -114,7 +116,10 @@ class OnnxImageEncoder:
         return next((p.value for p in model.metadata_props if p.key == "precision"), "fp32")
 
     def preprocess(self, images: Sequence[Any]) -> np.ndarray:
-        """PIL images -> [N, 3, H, W] float32 with the stored resize, crop and mean/std."""
+        """PIL images -> [N, 3, H, W] float32 with the stored resize, crop and mean/std (a transformers model's: its
+        image processor's own operations)."""
+        if self.transform is not None:
+            return np.stack([self.transform(im).numpy() for im in images])
         return np.stack(
             [
                 _onnx.preprocess_image(
@@ -170,3 +175,13 @@ class OnnxImageEncoder:
         torch.cuda.current_stream(images.device).synchronize()
         self.session.run_with_iobinding(binding)
         return out
+
+
+def _record_transform(stored: str | None) -> Any:
+    """The transform of a stored record whose pipeline is not open_clip's (None for open_clip's: see preprocess)."""
+    record = json.loads(stored) if stored else {}
+    if not record.get("pipeline"):
+        return None
+    from .backbone import transform_of
+
+    return transform_of(record)

@@ -114,6 +114,36 @@ def hf_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_hf_folder(tmp_path_factory.mktemp("hf-clip"))
 
 
+@pytest.fixture
+def offline_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty Hugging Face cache, offline: fill it with hf_models.fill_hub_cache to serve hf-hub: ids."""
+    import huggingface_hub
+
+    cache = tmp_path / "hf-cache"
+    cache.mkdir()
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    return cache
+
+
+@pytest.fixture(scope="session")
+def siglip_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random-weight transformers SiglipModel folder (config, weights, processor, sentencepiece tokenizer)."""
+    pytest.importorskip("transformers")
+    from hf_models import write_siglip_folder
+
+    return write_siglip_folder(tmp_path_factory.mktemp("hf-siglip"))
+
+
+@pytest.fixture(scope="session")
+def siglip_vision_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random-weight transformers SiglipVisionModel folder (config, weights, processor)."""
+    pytest.importorskip("transformers")
+    from hf_models import write_siglip_folder
+
+    return write_siglip_folder(tmp_path_factory.mktemp("hf-siglip-vision"), vision_only=True)
+
+
 @pytest.fixture(scope="session")
 def hf_bb(hf_folder: Path) -> editclip.Backbone:
     return editclip.load(f"local-dir:{hf_folder}")

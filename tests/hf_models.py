@@ -51,9 +51,77 @@ def write_tokenizer(folder: Path) -> None:
     tok.save_pretrained(str(folder))
 
 
+def processor_kwargs(settings: dict) -> dict:
+    """A preprocessor_config.json's settings as keyword arguments of its transformers class."""
+    return {k: v for k, v in settings.items() if k != "image_processor_type"}
+
+
 def write_hf_folder(folder: Path, act: str = "quick_gelu") -> Path:
     """A transformers-format CLIP folder: config.json, model.safetensors, preprocessor_config.json, tokenizer."""
     hf_clip(act).save_pretrained(str(folder))
     (folder / "preprocessor_config.json").write_text(json.dumps(PROCESSOR))
     write_tokenizer(folder)
     return folder
+
+
+# ----- SigLIP --------------------------------------------------------------------------------------------------
+
+SIGLIP_VISION = {**VISION, "hidden_act": "gelu_pytorch_tanh"}
+SIGLIP_TEXT = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 1, "num_attention_heads": 2,
+               "vocab_size": 64, "max_position_embeddings": 16, "bos_token_id": None, "eos_token_id": 2,
+               "pad_token_id": 1}  # fmt: skip
+SIGLIP_PROCESSOR = {"image_processor_type": "SiglipImageProcessor", "do_resize": True,
+                    "size": {"height": 32, "width": 32}, "resample": 3, "do_rescale": True,
+                    "rescale_factor": 1 / 255, "do_normalize": True,
+                    "image_mean": [0.5, 0.45, 0.4], "image_std": [0.3, 0.35, 0.4]}  # fmt: skip
+_CORPUS = ["a photo of a bird", "a bird on the water", "a forest", "the sky over the sea", "land",
+           "a view of the ocean", "two kites", "water", "a landbird", "a waterbird"] * 10  # fmt: skip
+
+
+def hf_siglip(vision_only: bool = False, seed: int = 0) -> torch.nn.Module:
+    """A SiglipModel (or SiglipVisionModel) with 3 layers x 4 heads, biases and LayerNorms randomised."""
+    import transformers
+
+    torch.manual_seed(seed)
+    vision = transformers.SiglipVisionConfig(**SIGLIP_VISION)
+    if vision_only:
+        return randomise(transformers.SiglipVisionModel(vision).eval(), seed)
+    config = transformers.SiglipConfig(text_config=SIGLIP_TEXT, vision_config=vision.to_dict())
+    return randomise(transformers.SiglipModel(config).eval(), seed)
+
+
+def write_siglip_tokenizer(folder: Path) -> None:
+    """spiece.model (a sentencepiece model trained here on a few captions) + tokenizer_config.json: SiglipTokenizer."""
+    import io
+
+    import sentencepiece
+    import transformers
+
+    buffer = io.BytesIO()
+    sentencepiece.SentencePieceTrainer.train(sentence_iterator=iter(_CORPUS), model_writer=buffer, vocab_size=32,
+                                             model_type="unigram", unk_id=0, pad_id=1, eos_id=2, bos_id=-1,
+                                             pad_piece="<pad>", minloglevel=2)  # fmt: skip
+    (folder / "spiece.model").write_bytes(buffer.getvalue())
+    tok = transformers.SiglipTokenizer(str(folder / "spiece.model"), pad_token="<pad>", model_max_length=16)
+    tok.save_pretrained(str(folder))
+
+
+def write_siglip_folder(folder: Path, vision_only: bool = False) -> Path:
+    """A transformers-format SigLIP folder: config.json, model.safetensors, preprocessor_config.json (+ tokenizer)."""
+    hf_siglip(vision_only).save_pretrained(str(folder))
+    (folder / "preprocessor_config.json").write_text(json.dumps(SIGLIP_PROCESSOR))
+    if not vision_only:
+        write_siglip_tokenizer(folder)
+    return folder
+
+
+def fill_hub_cache(cache: Path, repo: str, folder: Path) -> None:
+    """The layout huggingface_hub reads offline: models--ORG--NAME/refs/main and snapshots/<commit>/files."""
+    root = cache / ("models--" + repo.replace("/", "--"))
+    commit = "0" * 40
+    (root / "refs").mkdir(parents=True)
+    (root / "refs" / "main").write_text(commit)
+    snapshot = root / "snapshots" / commit
+    snapshot.mkdir(parents=True)
+    for path in folder.iterdir():
+        (snapshot / path.name).write_bytes(path.read_bytes())

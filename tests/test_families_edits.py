@@ -1,6 +1,6 @@
-"""Edits on a transformers CLIP, named by a local-dir: id in the spec: mean-ablation and projection specs compile,
-run (fast and exact paths agree) and export to ONNX with parity; the weights target is a folder that stock
-transformers loads and that equals the patched model; validate describes schema ids."""
+"""Edits on transformers CLIP and SigLIP models, named by a local-dir: id in the spec: mean-ablation and projection
+specs compile, run (fast and exact paths agree) and export to ONNX with parity; the weights target is a folder that
+stock transformers loads and that equals the patched model; validate describes schema ids."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import editclip
 from editclip import cli
 from editclip._compile import compile_edit
 from editclip.export import export_compiled
+from editclip.families import encode_image
 from editclip.runner import run_spec
 from editclip.spec import EditSpec
 
@@ -25,6 +26,15 @@ EDITS = {
     "projection": [{"project": {"head": "L2.H3", "onto": {"texts": ["water", "a forest", "sky"]}}},
                    {"project": {"head": "L1.H2", "away_from": {"texts": ["a bird"]}}}],
 }  # fmt: skip
+
+
+@pytest.fixture(scope="module", params=["CLIPModel", "SiglipModel"])
+def family(request: pytest.FixtureRequest) -> tuple[Path, editclip.Backbone, str]:
+    """(folder, its Backbone, its transformers class) of a tiny CLIP or SigLIP with a text tower, 3 layers x 4 heads."""
+    if request.param == "CLIPModel":
+        return request.getfixturevalue("hf_folder"), request.getfixturevalue("hf_bb"), request.param
+    folder = request.getfixturevalue("siglip_folder")
+    return folder, editclip.load(f"local-dir:{folder}"), request.param
 
 
 def _spec(hf_folder: Path, waterbirds: Path, edits: list, **extra: object) -> dict:
@@ -41,8 +51,8 @@ def _spec(hf_folder: Path, waterbirds: Path, edits: list, **extra: object) -> di
 
 
 @pytest.mark.parametrize("kind", sorted(EDITS))
-def test_hf_specs_compile_run_and_export_with_parity(hf_folder, tiny_waterbirds, tmp_path, kind):
-    raw = _spec(hf_folder, tiny_waterbirds, EDITS[kind],
+def test_hf_specs_compile_run_and_export_with_parity(family, tiny_waterbirds, tmp_path, kind):
+    raw = _spec(family[0], tiny_waterbirds, EDITS[kind],
                 export={"formats": ["safetensors", "onnx"], "dir": str(tmp_path / "export")})  # fmt: skip
     result = run_spec(EditSpec.from_dict(raw), tmp_path / "run", cache_dir=tmp_path / "cache", log=lambda _: None)
     report = result.report
@@ -53,7 +63,8 @@ def test_hf_specs_compile_run_and_export_with_parity(hf_folder, tiny_waterbirds,
     assert Path(report["export"]["safetensors"]).is_file()
 
 
-def test_hf_weights_target_is_a_folder_stock_transformers_loads(hf_folder, hf_bb, tiny_waterbirds, tmp_path, capsys):
+def test_hf_weights_target_is_a_folder_stock_transformers_loads(family, tiny_waterbirds, tmp_path, capsys):
+    hf_folder, hf_bb, cls = family
     edits = [{"mean_ablate": ["L2.H1", "L0.H3"]}, {"mean_ablate": {"layers": "L1", "parts": "mlp"}},
              {"project": {"head": "L2.H0", "onto": {"texts": ["water", "a forest", "sky"]}}}]  # fmt: skip
     spec = EditSpec.from_dict(_spec(hf_folder, tiny_waterbirds, edits, target="weights"))
@@ -61,7 +72,7 @@ def test_hf_weights_target_is_a_folder_stock_transformers_loads(hf_folder, hf_bb
     written = export_compiled(compiled, tmp_path / "export", ("safetensors", "onnx"))
     folder = Path(written["safetensors"])
     assert folder.name == "patched" and (folder / "config.json").is_file() and (folder / "editclip.json").is_file()
-    stock = transformers.CLIPModel.from_pretrained(str(folder)).eval()
+    stock = getattr(transformers, cls).from_pretrained(str(folder)).eval()
     patched = compiled.patched_model()
     state = patched.state_dict()
     assert all(torch.equal(v, state[k]) for k, v in stock.state_dict().items())
@@ -74,9 +85,9 @@ def test_hf_weights_target_is_a_folder_stock_transformers_loads(hf_folder, hf_bb
                        "vision_model.encoder.layers.2.self_attn.out_proj.weight"]  # fmt: skip
     images = torch.randn(4, 3, 32, 32)
     with torch.no_grad():
-        want = patched.get_image_features(pixel_values=images).pooler_output
-        got = stock.get_image_features(pixel_values=images).pooler_output
+        want, got = encode_image(patched, images), encode_image(stock, images)
     torch.testing.assert_close(got, want, atol=1e-6, rtol=0)
+    assert (got - encode_image(hf_bb.model, images)).abs().max() > 1e-3  # the edit changed the features
     assert written["onnx"]["parity"]["passed"]
     # the folder is a model editclip loads again, with the processor and tokenizer carried along
     again = editclip.load(f"local-dir:{folder}")

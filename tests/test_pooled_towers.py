@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import editclip
+from editclip.backbone import check_config
 from editclip.errors import UnsupportedModelError
 from editclip.vit import run
 from tests.reference_pool import naive_attention_pool_part, naive_stream
@@ -133,11 +134,19 @@ def test_mean_pool_has_no_official_split() -> None:
 def test_eva_and_other_timm_towers_are_refused_with_the_reason() -> None:
     cfg = timm_config("eva02_base_patch16_clip_224", "token")
     with pytest.raises(UnsupportedModelError, match="rotary position embeddings, SwiGLU"):
-        editclip.backbone.check_config(cfg, "EVA02-B-16")
+        check_config(cfg, "EVA02-B-16")
+    eva = r"EVA towers \(timm Eva: rotary position embeddings, SwiGLU MLPs\) are not supported yet"
+    with pytest.raises(UnsupportedModelError, match="'EVA02-B-16': " + eva):
+        editclip.load("EVA02-B-16")  # refused by its config, before anything is built or downloaded
+    import open_clip
+
+    built = open_clip.CLIP(**timm_config("eva02_tiny_patch14_224", "token", "linear"))  # a built Eva trunk
+    with pytest.raises(UnsupportedModelError, match="'my-eva': " + eva):
+        editclip.Backbone.from_open_clip(built, None, None, name="my-eva")
     with pytest.raises(UnsupportedModelError, match="timm_pool 'max'"):
-        editclip.backbone.check_config(timm_config("vit_base_patch16_siglip_224", "max"), "maxpool")
+        check_config(timm_config("vit_base_patch16_siglip_224", "max"), "maxpool")
     with pytest.raises(UnsupportedModelError, match="not a timm VisionTransformer"):
-        editclip.backbone.check_config(timm_config("convnext_tiny", "avg"), "convnext")
+        check_config(timm_config("convnext_tiny", "avg"), "convnext")
 
 
 @pytest.mark.parametrize("case", ["siglip", "siglip-gap", "open-clip-avg"])

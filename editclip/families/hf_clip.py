@@ -147,14 +147,21 @@ def logit_scale(model: nn.Module) -> Tensor:
 
 
 def preprocess_cfg(model: nn.Module) -> dict[str, Any]:
-    """The image processor's settings as recorded by the loader (open_clip keys), else CLIPImageProcessor's defaults
-    at the model's image size."""
+    """The image processor's settings as recorded by the loader, else CLIPImageProcessor's defaults at the
+    model's image size (the record of :mod:`editclip._hf_preprocess`)."""
+    return recorded_or_default(model, NAME)
+
+
+def recorded_or_default(model: nn.Module, family: str) -> dict[str, Any]:
+    """The preprocessing recorded on a transformers model, else that of ``family``'s default image processor."""
     recorded = getattr(model, PREPROCESS_ATTR, None)
     if recorded:
         return dict(recorded)
+    from .._hf_preprocess import default_settings, record_from_settings
+
     size = vision_config(model).image_size
-    return {"size": (size, size), "mode": "RGB", "mean": OPENAI_MEAN, "std": OPENAI_STD,
-            "interpolation": "bicubic", "resize_mode": "shortest", "fill_color": 0}  # fmt: skip
+    size = tuple(size) if isinstance(size, (tuple, list)) else (size, size)
+    return record_from_settings(default_settings(family, size), size, type(model).__name__)
 
 
 def set_preprocess_cfg(model: nn.Module, cfg: dict[str, Any]) -> None:
@@ -166,7 +173,7 @@ def device_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
     return weight.device, weight.dtype
 
 
-def save_weights(bb: Any, model: nn.Module, folder: Path, metadata: dict[str, Any]) -> Path:
+def save_weights(bb: Any, model: nn.Module, folder: Path, metadata: dict[str, Any]) -> Path:  # shared by hf_siglip
     """The weights target as ``folder/patched/``: a transformers folder (config.json, model.safetensors, the
     image processor's settings and the tokenizer) that stock ``from_pretrained`` and ``local-dir:`` load;
     editclip's metadata goes to ``editclip.json`` beside them. Written whole or not at all."""

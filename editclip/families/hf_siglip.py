@@ -19,7 +19,8 @@ from torch import Tensor, nn
 from .._pool_params import hf_siglip_pooled_head, norm_of
 from ..errors import EditclipError, UnsupportedModelError
 from ..tower import Block, Tower
-from .hf_clip import ACTIVATIONS, PREPROCESS_ATTR, model_output_features, vision_config
+from . import hf_clip
+from .hf_clip import ACTIVATIONS, model_output_features, recorded_or_default, vision_config
 
 NAME = "transformers-siglip"
 _CLASSES = ("SiglipModel", "SiglipVisionModel")
@@ -131,12 +132,13 @@ def encode_text(model: nn.Module, tokens: Tensor) -> Tensor:
 def preprocess_cfg(model: nn.Module) -> dict[str, Any]:
     """The image processor's settings as recorded by the loader, else SiglipImageProcessor's defaults
     (resize to the model's size without cropping, mean = std = 0.5)."""
-    recorded = getattr(model, PREPROCESS_ATTR, None)
-    if recorded:
-        return dict(recorded)
-    size = vision_config(model).image_size
-    return {"size": (size, size), "mode": "RGB", "mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5),
-            "interpolation": "bicubic", "resize_mode": "squash", "fill_color": 0}  # fmt: skip
+    return recorded_or_default(model, NAME)
+
+
+# the same on every transformers model: the logit scale, the recorded preprocessing, the weights target
+logit_scale = hf_clip.logit_scale
+set_preprocess_cfg = hf_clip.set_preprocess_cfg
+save_weights = hf_clip.save_weights
 
 
 def device_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
