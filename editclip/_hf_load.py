@@ -133,6 +133,10 @@ def _tokenizer(folder: Path, model: nn.Module, name: str) -> Any:
         return None
     try:
         return transformers_module().AutoTokenizer.from_pretrained(str(folder))
+    except ImportError as err:  # SigLIP's sentencepiece tokenizer needs the sentencepiece package
+        raise EditclipError(
+            f"{name!r}: its tokenizer needs a package that is not installed ({err}); pip install 'editclip[hf]'"
+        ) from None
     except (OSError, ValueError) as err:
         raise EditclipError(f"{name!r}: could not load its tokenizer: {err}") from None
 

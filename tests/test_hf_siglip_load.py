@@ -127,3 +127,12 @@ def test_a_siglip_config_json_gives_random_weights_or_takes_a_checkpoint(folder_
     assert (editclip.decompose(random, images).total() - random.encode_image(images)).abs().max() <= TOL
     loaded = editclip.load(config=folder / "config.json", checkpoint=folder / "model.safetensors")
     assert loaded.fingerprint == editclip.load(f"local-dir:{folder}").fingerprint != random.fingerprint
+
+
+def test_a_missing_tokenizer_package_is_one_clear_error(siglip_folder, monkeypatch):
+    def missing(*args, **kwargs):
+        raise ImportError("SiglipTokenizer requires the SentencePiece library but it was not found")
+
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", missing)
+    with pytest.raises(EditclipError, match=r"its tokenizer needs a package that is not installed .*editclip\[hf\]"):
+        editclip.load(f"local-dir:{siglip_folder}")
