@@ -30,6 +30,14 @@ def test_bench_decompose_prints_the_per_token_ratio(tiny_files: tuple[Path, Path
     assert "per-token parts:" in out and "of which the parts returned take 0 MiB" in out
 
 
+def test_bench_decompose_runs_on_a_tower_without_a_class_token(siglip_vision_folder: Path, capsys) -> None:
+    argv = ["bench", "decompose", "--model", f"local-dir:{siglip_vision_folder}", "--batch-size", "2",
+            "--token-layers", "last:2", "--repeats", "1"]  # fmt: skip
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "decompose: pooled parts" in out and "forward: + capture 2 points" in out
+
+
 def test_bench_decompose_refuses_a_batch_of_none(tiny_files: tuple[Path, Path], capsys) -> None:
     argv = ["bench", "decompose", "--checkpoint", str(tiny_files[0]), "--model-config", str(tiny_files[1]),
             "--batch-size", "0"]  # fmt: skip

@@ -26,8 +26,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="layers with per-token parts (default last:4; `all` for every layer)")  # fmt: skip
     p.add_argument("--convention", default="exact", choices=CONVENTIONS, help="how the parts are split")
     p.add_argument("--repeats", type=int, default=5, help="timed runs per variant (the median is shown)")
-    p.add_argument("--capture", nargs="+", default=["all.attn.pattern.cls", "last:1.mlp.post"], metavar="NAME",
-                   help="capture points timed on the plain forward (beside the same forward capturing nothing)")
+    p.add_argument("--capture", nargs="+", default=None, metavar="NAME",
+                   help="capture points timed on the plain forward (beside the same forward capturing nothing); "
+                        "default all.attn.pattern.cls last:1.mlp.post (towers without a class token: "
+                        "last:1.attn.pattern last:1.mlp.post)")  # fmt: skip
     p.set_defaults(func=run_decompose)
     register_textspan(bench)
     register_segment(bench)
@@ -52,7 +54,8 @@ def run_decompose(args: argparse.Namespace) -> int:
     size = bb.shape.image_size
     images = torch.randn(args.batch_size, 3, *size, device=bb.device, dtype=bb.dtype)
     token_layers = parse_layers(args.token_layers, bb.shape.layers)
-    plan = plan_capture(args.capture, bb.tower)
+    pattern = "all.attn.pattern.cls" if bb.tower.class_embedding is not None else "last:1.attn.pattern"
+    plan = plan_capture(args.capture or [pattern, "last:1.mlp.post"], bb.tower)
     baseline = f"{bb.family} encode_image"  # the model's own image forward
     with_tokens = f"decompose: + tokens of {len(token_layers)} layers"
     variants = {
