@@ -3,7 +3,8 @@
 Statistics (part means, TextSpan bases) come from a decomposition of the calibration images in the
 ``exact`` convention, cached as a decomposition store keyed by the weights fingerprint and the images,
 or from a statistics file of those images (``calibration.stats``, :mod:`editclip.stats`), which serves
-the means (mean-ablation, projection offsets) without a per-image store.
+the means (mean-ablation, projection offsets) and TextSpan bases (from each head's mean and scatter)
+without a per-image store.
 
 Two targets:
 
@@ -39,7 +40,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from . import families
-from ._textspan import textspan
+from ._textspan import HeadMoments, stats_heads, textspan
 from .backbone import Backbone
 from .baselines import embedding_projection
 from .data import ImageDataset
@@ -209,11 +210,10 @@ def compile_edit(
         _check_stats_images(store, dataset)
     if store is None:
         store = calibration_store(bb, dataset, cache_dir, batch_size)
-    store.check_backbone(bb, "calibration statistics" if isinstance(store, PartStats) else "calibration store")
+    what = "calibration statistics" if isinstance(store, PartStats) else "calibration store"
+    store.check_backbone(bb, what)
     if store.convention != "exact":
-        raise EditclipError(
-            f"calibration store {str(store.root)!r} uses the {store.convention!r} convention; edits need 'exact'"
-        )
+        raise EditclipError(f"{what} {str(store.root)!r} uses the {store.convention!r} convention; edits need 'exact'")
 
     dim = shape.embed_dim
     layer_axis = {}  # head part -> its layer's position on head_means' layer axis (fewer in a layer-subset store)
@@ -359,16 +359,16 @@ def _basis(
         keep = r.diagonal().abs() > 1e-6
         return q.t()[keep].float(), {"texts": list(source.texts)}
     ts = source.textspan
-    if isinstance(store, PartStats):
-        raise EditclipError(
-            f"a TextSpan basis (L{layer}.H{head}) needs the calibration heads per image: compile it with a "
-            "decomposition store, not statistics (calibration.stats)"
-        )
+    data: Tensor | HeadMoments
+    if isinstance(store, PartStats):  # TextSpan reads only the head's mean and scatter
+        moments = stats_heads(store, [layer])[0]
+        data = HeadMoments(moments.mean[head], moments.scatter[head], moments.count)
+    else:
+        data = store.read("heads", index=(layer, head))
     pool = load_pool(ts.pool)
     if ts.m > len(pool):
         raise EditclipError(f"TextSpan m={ts.m} is more than the {len(pool)} texts of pool {ts.pool!r}")
     texts_emb = encode_texts(bb, pool)
-    data = store.read("heads", index=(layer, head))
     result = textspan(data, texts_emb, m=ts.m, variant=ts.variant, texts=pool)
     info = {"pool": ts.pool, "m": ts.m, "variant": ts.variant, "texts": result.texts,
             "explained": float(result.explained[-1])}  # fmt: skip

@@ -53,16 +53,17 @@ from ._textspan_report import (
     head_report,
     plot_head_overview,
     report_markdown,
+    stats_heads,
     store_heads,
     store_pool_heads,
     write_head_report,
 )
-from ._textspan_select import auto_chunk, data_moments, select
+from ._textspan_select import HeadMoments, auto_chunk, data_moments, select
 from .errors import EditclipError
 
 __all__ = [
-    "RANK_TOL", "TextSpanResult", "Variant", "head_report", "plot_head_overview", "report_markdown", "store_heads",
-    "store_pool_heads", "textspan", "write_head_report",
+    "RANK_TOL", "HeadMoments", "TextSpanResult", "Variant", "head_report", "plot_head_overview", "report_markdown",
+    "stats_heads", "store_heads", "store_pool_heads", "textspan", "write_head_report",
 ]  # fmt: skip
 
 Variant = Literal["paper", "official"]
@@ -130,7 +131,7 @@ class TextSpanResult:
 
 
 def textspan(
-    C: Tensor | np.ndarray,
+    C: Tensor | np.ndarray | HeadMoments,
     R: Tensor | np.ndarray,
     m: int = 20,
     variant: Variant = "paper",
@@ -146,6 +147,10 @@ def textspan(
 ) -> TextSpanResult:
     """Run TextSpan on one head ([N, D]) or K heads at once ([K, N, D]) against texts R [M, D].
 
+    C may instead be the heads' :class:`HeadMoments` (mean, centred scatter, image count, e.g. from a
+    statistics file): the data enters TextSpan only through them, so the result is the same up to rounding,
+    the numerical rank included (it is read from the uncentred Gram matrix S + N mean mean^T either way).
+
     R holds unit text embeddings (e.g. from ``editclip.text.encode_texts``); `texts` names its rows.
     `k` is the official variant's rank of the text projection; it is capped at each head's numerical
     rank (singular values above `rank_tol` times the largest) with a warning, since directions beyond
@@ -159,12 +164,18 @@ def textspan(
     """
     if variant not in VARIANTS:
         raise EditclipError(f"unknown TextSpan variant {variant!r}: expected one of {', '.join(VARIANTS)}")
-    single = np.ndim(C) == 2
-    if np.ndim(C) not in (2, 3):
-        raise EditclipError(f"head data must be [N, D] or [K, N, D]; got shape {tuple(np.shape(C))}")
+    moments = C if isinstance(C, HeadMoments) else None
+    if moments is not None:
+        single, n_img, dim = moments.single, moments.count, moments.dim
+        if precision == "float32":
+            raise EditclipError("precision='float32' applies to per-image head data; head moments are float64")
+    else:
+        single = np.ndim(C) == 2
+        if np.ndim(C) not in (2, 3):
+            raise EditclipError(f"head data must be [N, D] or [K, N, D]; got shape {tuple(np.shape(C))}")
+        n_img, dim = np.shape(C)[-2:]
     if np.ndim(R) != 2:
         raise EditclipError(f"text embeddings must be [M, D]; got shape {tuple(np.shape(R))}")
-    n_img, dim = np.shape(C)[-2:]
     n_txt = np.shape(R)[0]
     if np.shape(R)[1] != dim:
         raise EditclipError(f"text embeddings have width {np.shape(R)[1]} but the head data has width {dim}")
@@ -195,16 +206,22 @@ def textspan(
 
     dev = torch.device(device) if device is not None else _default_device()
     dtype = _PRECISIONS[precision]
-    heads = C[None] if single else C
-    n_heads = np.shape(heads)[0]
-    chunk = head_chunk or auto_chunk(n_img, n_txt, dim, m, dtype, dev)
+    heads: Tensor | np.ndarray | HeadMoments = C
+    if single:
+        heads = HeadMoments(C.mean[None], C.scatter[None], n_img) if moments is not None else C[None]
+    n_heads = heads.mean.shape[0] if isinstance(heads, HeadMoments) else np.shape(heads)[0]
+    chunk = head_chunk or auto_chunk(0 if moments is not None else n_img, n_txt, dim, m, dtype, dev)
     r = _tensor(R).to(dev, torch.float64)
     k_cap = None if variant == "paper" else min(k, n_img, dim)
 
     parts = []
     bar = tqdm(total=n_heads, desc="TextSpan", unit="head", disable=not progress)
     for start in range(0, n_heads, chunk):
-        mean, scatter = data_moments(_tensor(heads[start : start + chunk]).to(dev), dtype)
+        if isinstance(heads, HeadMoments):
+            part = heads[start : start + chunk]
+            mean, scatter = part.mean.to(dev, torch.float64), part.scatter.to(dev, torch.float64)
+        else:
+            mean, scatter = data_moments(_tensor(heads[start : start + chunk]).to(dev), dtype)
         parts.append(select(mean, scatter, n_img, r, m, k_cap, strict_k, rank_tol, dtype == torch.float64, start))
         bar.update(mean.shape[0])
     bar.close()

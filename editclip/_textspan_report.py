@@ -11,6 +11,7 @@ import numpy as np
 from torch import Tensor
 
 from ._io import save_figure, write_json, write_text
+from ._textspan_select import HeadMoments
 from .errors import EditclipError
 from .names import HeadRef, PoolHeadRef
 
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
     from ._textspan import TextSpanResult
+    from .stats import PartStats
     from .store import DecompositionStore
 
 
@@ -28,6 +30,44 @@ def store_heads(store: DecompositionStore, layers: Sequence[int]) -> tuple[Tenso
     n, n_layers, n_heads, dim = data.shape
     refs = [HeadRef(layer, head) for layer in layers for head in range(n_heads)]
     return data.reshape(n, n_layers * n_heads, dim).transpose(0, 1), refs
+
+
+def stats_heads(stats: PartStats, layers: Sequence[int]) -> tuple[HeadMoments, list[HeadRef]]:
+    """Every head of `layers` from a statistics file, head-major: their :class:`HeadMoments` (K = len(layers) * H)
+    and the heads; refused, naming the heads, when the file has no scatters for some of the layers."""
+    layers = list(layers)
+    sums, scatters = stats.tensors.get("sum.heads"), stats.tensors.get("scatter.heads")
+    if sums is None or scatters is None or sums.ndim != 3 or scatters.shape != (len(stats.layers), *sums.shape[1:],
+                                                                                   sums.shape[-1]):  # fmt: skip
+        raise EditclipError(f"statistics {str(stats.root)!r} are damaged: their head sums and scatters do not match")
+    if stats.count < 2:
+        raise EditclipError(f"statistics {str(stats.root)!r} hold {stats.count} images; TextSpan needs at least 2")
+    n_heads, dim = int(sums.shape[1]), int(sums.shape[2])
+    missing = [layer for layer in layers if layer not in stats.layers]
+    if missing:
+        have = f"layers {layer_selection(stats.layers)}" if stats.layers else "no layers"
+        named = ", ".join(f"L{layer}.H0-{n_heads - 1}" for layer in missing)
+        wanted = layer_selection(sorted(set(layers) | set(stats.layers)))
+        raise EditclipError(
+            f"statistics {str(stats.root)!r} have head scatters for {have}, not for the heads {named}; make "
+            f"statistics with `editclip stats --layers {wanted}`"
+        )
+    rows = [stats.layers.index(layer) for layer in layers]
+    mean = (sums[layers] / stats.count).reshape(-1, dim)
+    scatter = scatters[rows].reshape(-1, dim, dim)
+    refs = [HeadRef(layer, head) for layer in layers for head in range(n_heads)]
+    return HeadMoments(mean.double(), scatter.double(), stats.count), refs
+
+
+def layer_selection(layers: Sequence[int]) -> str:
+    """Layers as a selection `--layers` reads: runs of consecutive layers joined, e.g. ``L0-2,L5``."""
+    runs: list[list[int]] = []
+    for layer in sorted(set(layers)):
+        if runs and layer == runs[-1][-1] + 1:
+            runs[-1].append(layer)
+        else:
+            runs.append([layer])
+    return ",".join(f"L{r[0]}" if len(r) == 1 else f"L{r[0]}-{r[-1]}" for r in runs)
 
 
 def store_pool_heads(store: DecompositionStore) -> tuple[Tensor, list[PoolHeadRef]]:

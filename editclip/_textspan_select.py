@@ -7,6 +7,8 @@ them from per-image head data, a statistics file (:mod:`editclip.stats`) holds t
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor
 
@@ -15,6 +17,40 @@ from .errors import EditclipError
 # A text whose squared residual norm (after removing the chosen directions) falls below this
 # fraction of its original squared norm lies in the chosen span up to rounding: not a candidate.
 _MIN_RESIDUAL = 1e-10
+
+
+@dataclass
+class HeadMoments:
+    """What TextSpan reads of one head ([D], [D, D]) or K heads ([K, D], [K, D, D]): the mean contribution,
+    the centred scatter S = sum (x - mean)(x - mean)^T (float64) and the number of images. A statistics
+    file holds them (:func:`editclip._textspan_report.stats_heads`); ``textspan`` takes them instead of
+    per-image data and gives the same result up to rounding."""
+
+    mean: Tensor
+    scatter: Tensor
+    count: int
+
+    def __post_init__(self) -> None:
+        mean, scatter = self.mean, self.scatter
+        if mean.ndim not in (1, 2) or scatter.shape != (*mean.shape, mean.shape[-1]):
+            raise EditclipError(
+                f"head moments need a mean [D] or [K, D] and a scatter [D, D] or [K, D, D]; got "
+                f"{tuple(mean.shape)} and {tuple(scatter.shape)}"
+            )
+        if not bool(torch.isfinite(scatter).all() and torch.isfinite(mean).all()):
+            raise EditclipError("head moments hold non-finite values (NaN or inf): the statistics are corrupt")
+
+    @property
+    def single(self) -> bool:
+        return self.mean.ndim == 1
+
+    @property
+    def dim(self) -> int:
+        return int(self.mean.shape[-1])
+
+    def __getitem__(self, index: slice) -> HeadMoments:
+        """The moments of a slice of the heads (K heads only)."""
+        return HeadMoments(self.mean[index], self.scatter[index], self.count)
 
 
 def data_moments(x: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor]:

@@ -8,7 +8,12 @@ A :class:`PartStats` holds, in float64, over the images it has seen:
 - the centred scatter ``S = sum (x - mean)(x - mean)^T`` [len(layers), H, D, D] of the heads of the
   chosen ``layers`` (all by default), the one data term TextSpan needs;
 - per group of every label/group column (``y``, ``place``) and of every pair of columns
-  (``y,place``): the image count and the sums of every part field.
+  (``y,place``): the image count and the sums of every part field;
+- at the paper's scale (each head's part divided by the image's |z| in the ``exact`` convention; the
+  ``official`` parts already are), what ``editclip suggest`` ranks heads by: the heads' sums
+  ``paper.sum.heads`` [L,H,D] and sums of squared norms ``paper.sumsq.heads`` [L,H], the sum of the unit
+  embeddings z/|z| ``paper.sum.unit`` [D] and its squared norms ``paper.sumsq.unit`` [], and per group
+  ``group.<key>.paper.heads`` [V,L,H,D]. Files made before these existed lack them; suggest refuses them.
 
 Batches are added with :meth:`PartStats.add` and accumulators (shards, torchrun ranks) combined with
 :meth:`PartStats.merge`: scatters combine with the pairwise rule of Chan et al., so the result does
@@ -76,10 +81,15 @@ class PartStats:
                    dtype=f64)}  # fmt: skip
         for name, shape in shapes.items():
             tensors[f"sum.{name}"] = torch.zeros(shape, dtype=f64)
+        tensors |= {"paper.sum.heads": torch.zeros(shapes["heads"], dtype=f64),
+                    "paper.sumsq.heads": torch.zeros(shapes["heads"][:2], dtype=f64),
+                    "paper.sum.unit": torch.zeros(shapes["heads"][-1], dtype=f64),
+                    "paper.sumsq.unit": torch.zeros((), dtype=f64)}  # fmt: skip
         for key, values in meta.get("groups", {}).items():
             tensors[f"group.{key}.count"] = torch.zeros(len(values), dtype=f64)
             for name, shape in shapes.items():
                 tensors[f"group.{key}.{name}"] = torch.zeros(len(values), *shape, dtype=f64)
+            tensors[f"group.{key}.paper.heads"] = torch.zeros(len(values), *shapes["heads"], dtype=f64)
         return cls({**meta, "format": FORMAT, "layers": [int(x) for x in layers]}, tensors)
 
     def parts(self, d: Decomposition) -> dict[str, Tensor]:
@@ -93,12 +103,18 @@ class PartStats:
             )
         return {name: value.detach().to("cpu", torch.float64) for name, value in fields.items()}
 
-    def add(self, d: Decomposition, groups: dict[str, Tensor] | None = None) -> None:
-        """Add a batch of images; ``groups`` maps each group key to the batch's group index per image."""
+    def add(self, d: Decomposition, groups: dict[str, Tensor] | None = None, embedding: Tensor | None = None) -> None:
+        """Add a batch of images; ``groups`` maps each group key to the batch's group index per image;
+        ``embedding`` is the model's z [n, D] (default: the sum of the parts, equal to it up to rounding)."""
         n = len(d)
         if n == 0:
             return
+        if "paper.sum.heads" not in self.tensors:
+            raise EditclipError(
+                f"statistics {str(self.path)!r} were made by an older editclip (no paper-scale sums); start again"
+            )
         parts = self.parts(d)
+        paper = self._paper(parts["heads"], d.total() if embedding is None else embedding)
         self._add_scatter(parts["heads"][:, self.layers])
         self.tensors["count"] += n
         for name, value in parts.items():
@@ -111,12 +127,27 @@ class PartStats:
             self.tensors[f"group.{key}.count"].index_add_(0, index, torch.ones(n, dtype=torch.float64))
             for name, value in parts.items():
                 self.tensors[f"group.{key}.{name}"].index_add_(0, index, value)
+            self.tensors[f"group.{key}.paper.heads"].index_add_(0, index, paper)
+
+    def _paper(self, heads: Tensor, embedding: Tensor) -> Tensor:
+        """Add the batch's paper-scale sums (module docstring); returns its heads at that scale [n, L, H, D]."""
+        z = embedding.detach().to("cpu", torch.float64)
+        norms = z.norm(dim=-1)
+        paper = heads / norms[:, None, None, None] if self.convention == "exact" else heads
+        unit = z / norms[:, None]
+        self.tensors["paper.sum.heads"] += paper.sum(0)
+        self.tensors["paper.sumsq.heads"] += paper.square().sum(0).sum(-1)
+        self.tensors["paper.sum.unit"] += unit.sum(0)
+        self.tensors["paper.sumsq.unit"] += unit.square().sum()
+        return paper
 
     def merge(self, other: PartStats) -> None:
         """Add the images of ``other`` (same model, convention, layers and groups)."""
         for key in ("fingerprint", "preprocessing", "convention", "layers", "groups"):
             if self.meta.get(key) != other.meta.get(key):
                 raise EditclipError(f"cannot merge statistics whose {key!r} differ")
+        if set(self.tensors) != set(other.tensors):
+            raise EditclipError("cannot merge statistics made by different editclip versions (their sums differ)")
         n_other = float(other.tensors["count"])
         if n_other:
             mean_other = other.tensors["sum.heads"][self.layers] / n_other
@@ -307,11 +338,12 @@ def accumulate_stats(
     loader = DataLoader(images, batch_size=batch_size, num_workers=workers)
     with tqdm(total=len(rows), initial=done, desc="stats", unit="img", disable=rank != 0) as progress:
         for step, (batch, index) in enumerate(loader):
-            d = from_vit_output(run(bb.tower, batch.to(bb.device)), convention)
+            forward = run(bb.tower, batch.to(bb.device))
+            d = from_vit_output(forward, convention)
             if stats is None:
                 shapes = {name: tuple(t.shape[1:]) for name in PART_FIELDS if (t := getattr(d, name)) is not None}
                 stats = PartStats.empty({**meta, "done": 0}, shapes, layers)
-            stats.add(d, _group_index(dataset, values, index.numpy()))
+            stats.add(d, _group_index(dataset, values, index.numpy()), forward.embedding)
             done += batch.shape[0]
             progress.update(batch.shape[0])
             if (step + 1) % save_every == 0 and done < len(rows):

@@ -35,12 +35,19 @@ Two more rankings read each head's TextSpan texts (m per head, from a descriptio
   field", "a glass of water"; but "a photo of water" names water).
 - :func:`semantic_scores`: no words, only meaning: the share of the head's variance that its TextSpan
   reconstruction places inside the span of the given texts' embeddings.
+
+Every ranking reads either a decomposition store or a statistics file (:class:`~editclip.stats.PartStats`),
+with the same result up to rounding: the groups scores need only sums at the paper's scale (which a
+statistics file holds in either convention); the texts score and the TextSpan rankings need each head's
+scatter at that scale, which statistics of the ``official`` convention hold (the ``exact`` parts are
+divided by a different |z| per image, so their scatter cannot be rescaled). Choosing k (:func:`pick_top_k`)
+mean-ablates every calibration image and needs a store.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -50,12 +57,14 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from ._selection import MAX_AVG_DROP, SCORES, TOLERANCE, choose_k
-from ._textspan import textspan
+from ._textspan import HeadMoments, stats_heads, textspan
 from .errors import EditclipError
 from .evaluate import GroupReport, group_metrics, predict
-from .names import head_name, parse_head
+from .names import head_name, parse_head, parse_layers
+from .stats import PartStats
 from .store import DecompositionStore
 
+Calibration = DecompositionStore | PartStats
 Normaliser = Literal["embedding", "head"]
 Score = Literal["difference", "ratio"]
 
@@ -81,22 +90,24 @@ class WordScore:
     texts: tuple[str, ...]
 
 
-def _scale(store: DecompositionStore) -> bool:
+def _scale(store: Calibration) -> bool:
     """Whether stored parts must be divided by |z| (exact convention) to be at the paper's scale."""
     if store.convention not in ("exact", "official"):
         raise EditclipError(f"store {str(store.root)!r} has unknown convention {store.convention!r}")
     return store.convention == "exact"
 
 
-def _candidates(store: DecompositionStore, layers: str | None) -> list[int]:
+def _candidates(store: Calibration, layers: str | None) -> list[int]:
     """The layers whose heads are ranked: ``layers`` (refused where a layer-subset store sums the heads), or
-    every layer whose heads the store holds."""
+    every layer whose heads the store holds (statistics hold every layer's head sums)."""
+    if isinstance(store, PartStats):
+        return parse_layers(layers or "all", int(store.meta["shape"]["layers"]))
     return store.layer_subset(layers, f"layers {layers}")
 
 
 @torch.no_grad()
 def head_scores(
-    store: DecompositionStore,
+    store: Calibration,
     *,
     spurious: str | None = None,
     label: str | None = None,
@@ -129,12 +140,14 @@ def head_scores(
         if basis.shape[1] != int(store.meta["shape"]["embed_dim"]):
             raise EditclipError(f"directions are {basis.shape[1]}-wide but the store's embeddings are "
                                 f"{store.meta['shape']['embed_dim']}-wide")  # fmt: skip
+    columns = {role: column for role, column in (("spurious", spurious), ("label", label)) if column is not None}
+    if isinstance(store, PartStats):
+        return _stats_sums(store, chosen, columns, basis).scores(chosen, by, score)
     groupings = {}
-    for role, column in (("spurious", spurious), ("label", label)):
-        if column is not None:
-            values = store.column(column)
-            _, codes = np.unique(values, return_inverse=True)
-            groupings[role] = torch.from_numpy(codes.reshape(-1))
+    for role, column in columns.items():
+        values = store.column(column)
+        _, codes = np.unique(values, return_inverse=True)
+        groupings[role] = torch.from_numpy(codes.reshape(-1))
 
     acc = _Accumulator(groupings)
     for chunk in tqdm(range(store.n_chunks), desc="head statistics", unit="chunk", disable=not progress):
@@ -157,6 +170,7 @@ class _Accumulator:
         self.sums: dict[str, Tensor] = {}  # unit [D], full [L', H, D], sub [L', H, m]
         self.squares: dict[str, Tensor] = {}  # unit [], full [L', H], sub [L', H]
         self.group_sums: dict[str, Tensor] = {}  # role -> [groups, L', H, m]
+        self.group_counts = {role: torch.bincount(codes).double() for role, codes in groupings.items()}
 
     def add(self, rows: range, unit: Tensor, full: Tensor, sub: Tensor) -> None:
         self.count += unit.shape[0]
@@ -173,8 +187,7 @@ class _Accumulator:
 
     def between(self, role: str) -> Tensor:
         """[L', H] between-group sum of squares of the subspace part under one grouping."""
-        sums = self.group_sums[role]
-        counts = torch.bincount(self.groupings[role], minlength=sums.shape[0]).double()
+        sums, counts = self.group_sums[role], self.group_counts[role]
         keep = counts > 0
         within_means = ((sums[keep] ** 2).sum(-1) / counts[keep][:, None, None]).sum(0)
         return within_means - (self.sums["sub"] ** 2).sum(-1) / self.count
@@ -185,7 +198,7 @@ class _Accumulator:
         sub_var = self.variance("sub")
         norm = self.variance("full") if by == "head" else self.variance("unit").expand_as(sub_var)
         norm = norm.clamp_min(1e-30)
-        between = {role: self.between(role) for role in self.groupings}
+        between = {role: self.between(role) for role in self.group_counts}
         # groups: spurious minus label between-group variance; texts: the variance inside the subspace
         if kind == "ratio":
             score = (between["spurious"] / between["label"].clamp_min(1e-30)).sqrt()
@@ -205,6 +218,58 @@ class _Accumulator:
             for h in range(score.shape[1])
         ]
         return sorted(out, key=lambda s: -s.score)
+
+
+_PAPER_SUMS = ("paper.sum.heads", "paper.sumsq.heads", "paper.sum.unit", "paper.sumsq.unit")
+
+
+def _stats_sums(stats: PartStats, chosen: list[int], columns: dict[str, str], basis: Tensor | None) -> _Accumulator:
+    """The sums :func:`head_scores` accumulates over a store, read from a statistics file."""
+    if missing := [name for name in _PAPER_SUMS if name not in stats.tensors]:
+        raise EditclipError(
+            f"statistics {str(stats.root)!r} have no paper-scale sums ({', '.join(missing)}): they were made by an "
+            "older editclip; make them again with `editclip stats` to rank heads from them"
+        )
+    groups = stats.meta.get("groups", {})
+    t = stats.tensors
+    acc = _Accumulator({})
+    acc.count = stats.count
+    full = t["paper.sum.heads"][chosen]  # [L', H, D]
+    acc.sums = {"unit": t["paper.sum.unit"], "full": full}
+    acc.squares = {"unit": t["paper.sumsq.unit"], "full": t["paper.sumsq.heads"][chosen]}
+    if basis is None:
+        acc.sums["sub"], acc.squares["sub"] = full, acc.squares["full"]
+    else:  # sum_x |B c|^2 = tr(B (S + N mean mean^T) B^T) from the scatters at the paper's scale
+        what = "--texts / --along-classes (the variance inside the texts' span)"
+        _paper_moments(stats, [layer for layer in chosen if layer not in stats.layers], what)
+        squares = []
+        for layer in chosen:  # one layer's scatters at a time
+            moments = _paper_moments(stats, [layer], what)
+            second = moments.scatter + stats.count * moments.mean[:, :, None] * moments.mean[:, None, :]
+            squares.append(((basis @ second) * basis).sum((-1, -2)))
+        acc.sums["sub"] = full @ basis.t()
+        acc.squares["sub"] = torch.stack(squares)
+    for role, column in columns.items():
+        if column not in groups:
+            raise EditclipError(
+                f"statistics {str(stats.root)!r} have no column {column!r}; their group columns are {sorted(groups)}"
+            )
+        sums = t[f"group.{column}.paper.heads"][:, chosen]  # [V, L', H, D]
+        acc.group_sums[role] = sums @ basis.t() if basis is not None else sums
+        acc.group_counts[role] = t[f"group.{column}.count"]
+    return acc
+
+
+def _paper_moments(stats: PartStats, layers: list[int], what: str) -> HeadMoments:
+    """The heads of ``layers`` at the paper's scale as :class:`HeadMoments` [K = len(layers) * H]: only statistics
+    of the official convention have them (an exact-convention head is divided by a different |z| per image)."""
+    if stats.convention != "official":
+        raise EditclipError(
+            f"{what} from statistics needs each head's scatter at the paper's scale c/|z|; {str(stats.root)!r} are "
+            f"{stats.convention!r}-convention statistics, whose scatters are of c and cannot be rescaled per image: "
+            "make official-convention statistics (`editclip stats --convention official`) or give a store"
+        )
+    return stats_heads(stats, layers)[0]
 
 
 def _orthonormal(directions: Tensor) -> Tensor:
@@ -278,7 +343,7 @@ def _words(words: Sequence[str]) -> list[str]:
 
 @torch.no_grad()
 def word_scores(
-    store: DecompositionStore,
+    store: Calibration,
     texts: Sequence[str],
     text_embeddings: Tensor,
     words: Sequence[str],
@@ -290,14 +355,9 @@ def word_scores(
     """Rank heads by the share of their variance explained by the TextSpan texts (m per head, from the
     pool ``texts`` with unit embeddings [M, D]) that name any of ``words`` (:func:`names_word`), best first."""
     words = _words(words)
-    scale = _scale(store)
-    norms = store.read("embedding").norm(dim=-1) if scale else None
     out = []
-    for layer in tqdm(_candidates(store, layers), desc="TextSpan", unit="layer", disable=not progress):
-        heads = store.read("heads", index=(layer,))  # [N, H, D]
-        if norms is not None:
-            heads = heads / norms[:, None, None]
-        result = textspan(heads.transpose(0, 1), text_embeddings, m=m, texts=list(texts))
+    for layer, heads in _layer_heads(store, layers, "--words", progress):
+        result = textspan(heads, text_embeddings, m=m, texts=list(texts))
         gains = torch.diff(result.explained, dim=-1, prepend=torch.zeros_like(result.explained[..., :1]))
         for h, chosen in enumerate(result.texts or []):
             hits = [i for i, text in enumerate(chosen) if any(names_word(text, w) for w in words)]
@@ -308,7 +368,7 @@ def word_scores(
 
 @torch.no_grad()
 def semantic_scores(
-    store: DecompositionStore,
+    store: Calibration,
     texts: Sequence[str],
     text_embeddings: Tensor,
     query: Tensor,
@@ -325,22 +385,40 @@ def semantic_scores(
     if q.shape[1] != text_embeddings.shape[1]:
         raise EditclipError(f"query texts are {q.shape[1]}-wide but the pool's embeddings are "
                             f"{text_embeddings.shape[1]}-wide")  # fmt: skip
-    scale = _scale(store)
-    norms = store.read("embedding").norm(dim=-1) if scale else None
     out = []
-    for layer in tqdm(_candidates(store, layers), desc="TextSpan", unit="layer", disable=not progress):
-        heads = store.read("heads", index=(layer,))  # [N, H, D]
-        if norms is not None:
-            heads = heads / norms[:, None, None]
-        result = textspan(heads.transpose(0, 1), text_embeddings, m=m, texts=list(texts))
-        centred = heads.transpose(0, 1).double() - result.mean.double()[:, None]  # [H, N, D]
+    for layer, heads in _layer_heads(store, layers, "--semantic", progress):
+        result = textspan(heads, text_embeddings, m=m, texts=list(texts))
         basis = result.basis.double()  # [H, m, D] orthonormal
-        coefficients = centred @ basis.transpose(1, 2)  # [H, N, m]
-        inside = ((coefficients @ (basis @ q.t())) ** 2).sum((1, 2))  # |P_Q P_B c|^2 summed over images
-        total = (centred**2).sum((1, 2)).clamp_min(1e-30)
+        if isinstance(heads, HeadMoments):  # sum_x |W^T (c - mean)|^2 = tr(W^T S W), W = B^T B Q^T
+            w = basis.transpose(1, 2) @ (basis @ q.t())  # [H, D, q]
+            inside = ((heads.scatter @ w) * w).sum((1, 2))
+            total = heads.scatter.diagonal(dim1=1, dim2=2).sum(-1).clamp_min(1e-30)
+        else:
+            centred = heads.double() - result.mean.double()[:, None]  # [H, N, D]
+            coefficients = centred @ basis.transpose(1, 2)  # [H, N, m]
+            inside = ((coefficients @ (basis @ q.t())) ** 2).sum((1, 2))  # |P_Q P_B c|^2 summed over images
+            total = (centred**2).sum((1, 2)).clamp_min(1e-30)
         for h, chosen in enumerate(result.texts or []):
             out.append(WordScore(head_name(layer, h), float(inside[h] / total[h]), tuple(chosen)))
     return sorted(out, key=lambda s: -s.score)
+
+
+def _layer_heads(
+    store: Calibration, layers: str | None, what: str, progress: bool
+) -> Iterator[tuple[int, Tensor | HeadMoments]]:
+    """Per candidate layer, its heads at the paper's scale: [H, N, D] from a store, moments from statistics."""
+    chosen = _candidates(store, layers)
+    if isinstance(store, PartStats):
+        _paper_moments(store, [layer for layer in chosen if layer not in store.layers], what)  # refused up front
+    norms = store.read("embedding").norm(dim=-1) if isinstance(store, DecompositionStore) and _scale(store) else None
+    for layer in tqdm(chosen, desc="TextSpan", unit="layer", disable=not progress):
+        if isinstance(store, PartStats):
+            yield layer, _paper_moments(store, [layer], what)
+            continue
+        heads = store.read("heads", index=(layer,))  # [N, H, D]
+        if norms is not None:
+            heads = heads / norms[:, None, None]
+        yield layer, heads.transpose(0, 1)
 
 
 def relative_cutoff(scores: Sequence[HeadScore | WordScore], cutoff: float) -> list[str]:
@@ -369,7 +447,7 @@ class Pick:
 
 @torch.no_grad()
 def pick_top_k(
-    store: DecompositionStore,
+    store: Calibration,
     ranking: Sequence[str],
     classifier: Tensor,
     label: str,
@@ -386,6 +464,11 @@ def pick_top_k(
     The edited embeddings are exactly what a spec ``mean_ablate: [those heads]`` compiled on this store
     gives (head means; a layer's out_proj bias part too once all its heads are ablated).
     """
+    if isinstance(store, PartStats):
+        raise EditclipError(
+            f"choosing k (--pick) mean-ablates the top k heads on every calibration image, which statistics "
+            f"({str(store.root)!r}) do not hold: give a decomposition store, or a model and --data"
+        )
     if store.convention != "exact":
         raise EditclipError(f"picking k needs an 'exact' store; {str(store.root)!r} is {store.convention!r}")
     n_heads = int(store.meta["shape"]["heads"])

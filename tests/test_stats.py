@@ -108,11 +108,11 @@ def test_an_interrupted_run_resumes_from_its_partial_sums(tiny_bb, tiny_waterbir
     added = []
     original = PartStats.add
 
-    def crash_after_five(self, d, groups=None):
+    def crash_after_five(self, d, groups=None, embedding=None):
         if len(added) == 5:
             raise KeyboardInterrupt
         added.append(len(d))
-        original(self, d, groups)
+        original(self, d, groups, embedding)
 
     monkeypatch.setattr(PartStats, "add", crash_after_five)
     out = tmp_path / "resumed.safetensors"
@@ -122,7 +122,8 @@ def test_an_interrupted_run_resumes_from_its_partial_sums(tiny_bb, tiny_waterbir
     assert not out.exists() and PartStats.load(partial).meta["done"] == 8
     monkeypatch.setattr(PartStats, "add", original)
     seen = []
-    monkeypatch.setattr(PartStats, "add", lambda self, d, groups=None: (seen.append(len(d)), original(self, d, groups)))
+    monkeypatch.setattr(PartStats, "add", lambda self, d, groups=None, embedding=None: (seen.append(len(d)),
+                                                                           original(self, d, groups, embedding)))
     resumed = accumulate_stats(tiny_bb, ds, out, batch_size=2, save_every=2)
     assert sum(seen) == 8 and not partial.exists()  # only the images after the partial sums were computed
     for name, value in full.tensors.items():
@@ -203,13 +204,14 @@ def test_compile_from_statistics_equals_compile_from_a_store(tiny_files, tiny_bb
         editclip.compile(_spec(tiny_files, tiny_waterbirds, "test", stats=spec.calibration.stats), tiny_bb)
 
 
-def test_statistics_of_other_weights_or_for_textspan_are_refused(tiny_files, tiny_bb, other_bb, tiny_waterbirds,
-                                                                 tmp_path) -> None:  # fmt: skip
+def test_statistics_of_other_weights_or_without_the_scatter_are_refused(tiny_files, tiny_bb, other_bb, tiny_waterbirds,
+                                                                        tmp_path) -> None:  # fmt: skip
     ds = load_dataset(tiny_waterbirds, split="val")
     other = accumulate_stats(other_bb, ds, tmp_path / "other.safetensors", batch_size=8)
     with pytest.raises(editclip.EditclipError, match=r"calibration statistics .* was made with other weights"):
         editclip.compile(_spec(tiny_files, tiny_waterbirds, "val"), tiny_bb, other)
-    mine = accumulate_stats(tiny_bb, ds, tmp_path / "mine.safetensors", batch_size=8)
+    mine = accumulate_stats(tiny_bb, ds, tmp_path / "mine.safetensors", batch_size=8, layers=[0, 1])
     textspan = {"project": {"head": "L3.H0", "onto": {"textspan": {"pool": "general", "m": 2}}}}
-    with pytest.raises(editclip.EditclipError, match=r"a TextSpan basis \(L3.H0\) needs the calibration heads"):
+    with pytest.raises(editclip.EditclipError, match=r"scatters for layers L0-1, not for the heads L3.H0-3; make "
+                       r"statistics with `editclip stats --layers L0-1,L3`"):  # fmt: skip
         editclip.compile(_spec(tiny_files, tiny_waterbirds, "val", edits=[textspan]), tiny_bb, mine)

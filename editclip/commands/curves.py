@@ -47,8 +47,10 @@ def run(args: argparse.Namespace) -> int:
     from ..text import encode_texts, load_pool, read_lines
 
     out = check_out(args)
-    store = open_store(args.store)
-    calibration = open_store(args.calibration) if args.calibration else store
+    why = "it scores the edited embedding of every image"
+    store = open_store(args.store, "curves", why)
+    calibration = open_store(args.calibration, "curves --calibration", "curves reads its calibration from a "
+                             "store; statistics are not wired into curves") if args.calibration else store  # fmt: skip
     check_calibration(store, calibration)
     labels = torch.from_numpy(store.column(args.label))
     one = args.classes[0] if len(args.classes) == 1 else None

@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     from ..text import encode_texts
 
     out = check_out(args)
-    store = open_store(args.store)
+    store = open_store(args.store, "retrieve", "it ranks individual images")
     shape = store.meta["shape"]
     head = parse_head(args.head, shape["layers"], shape["heads"])
     store.head_positions([head.layer], f"--head {head}")  # a layer-subset store may hold its layer summed only

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 from dataclasses import asdict
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .._io import prepare_output, write_json
@@ -23,6 +24,7 @@ from ._common import (
 
 if TYPE_CHECKING:
     from ..backbone import Backbone
+    from ..stats import PartStats
     from ..store import DecompositionStore
     from ..suggest import HeadScore, WordScore
 
@@ -44,7 +46,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "accuracy, with the average within --max-avg-drop (the rule of `editclip sweep`).",
     )
     source = parser.add_argument_group("calibration decomposition (a store, or a model and data)")
-    source.add_argument("--store", help="an exact-convention decomposition store (`editclip decompose`)")
+    source.add_argument("--store", help="a decomposition store (`editclip decompose`), or a statistics file "
+                        "(`editclip stats`; not with --pick)")  # fmt: skip
     add_model_args(parser, required=False)
     add_data_args(parser, required=False)
     parser.add_argument("--cache", help="folder for the decomposition of --data (default: editclip's cache)")
@@ -90,7 +93,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..classnames import classes_from_values
     from ..evaluate import zero_shot_classifier
-    from ..store import backbone_for_store
+    from ..store import DecompositionStore, backbone_for_store
     from ..suggest import head_scores, pick_top_k, relative_cutoff, semantic_scores, spec_fragment, word_scores
     from ..text import encode_texts, load_pool
 
@@ -122,7 +125,8 @@ def run(args: argparse.Namespace) -> int:
                               score=args.score, layers=args.layers)  # fmt: skip
     print(_table(ranking[: args.show]))
     candidates = [r.head for r in ranking if r.score > 0]
-    report: dict[str, Any] = {"store": store.describe(), "ranking": [asdict(r) for r in ranking]}
+    source = "store" if isinstance(store, DecompositionStore) else "stats"
+    report: dict[str, Any] = {source: store.describe(), "ranking": [asdict(r) for r in ranking]}
     if args.pick:
         if args.label is None or args.spurious is None:
             raise EditclipError("--pick needs --label and --spurious (the groups whose worst accuracy it raises)")
@@ -168,10 +172,18 @@ def _check_args(args: argparse.Namespace) -> None:
         raise EditclipError("give the calibration images as --store DIR, or as a model and --data ROOT (not both)")
 
 
-def _store_and_backbone(args: argparse.Namespace) -> tuple[DecompositionStore, Backbone | None]:
+def _store_and_backbone(args: argparse.Namespace) -> tuple[DecompositionStore | PartStats, Backbone | None]:
     from .._compile import calibration_store
+    from ..stats import PartStats
     from ..store import DecompositionStore
 
+    if args.store and Path(args.store).is_file():
+        if args.pick:
+            raise EditclipError(
+                f"--pick mean-ablates the top k heads on every calibration image, which the statistics file "
+                f"{args.store!r} does not hold: give a decomposition store folder, or a model and --data"
+            )
+        return PartStats.load(args.store), None
     if args.store:
         return DecompositionStore.open(args.store), None
     dataset = dataset_from_args(args)

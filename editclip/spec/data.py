@@ -122,6 +122,6 @@ class CalibrationSpec(StrictModel):
     )
     stats: ExistingPath | None = Field(
         None,
-        description="A statistics file of these images (`editclip stats`): mean-ablation reads its means "
-        "instead of a per-image decomposition store.",
+        description="A statistics file of these images (`editclip stats`): mean-ablation and projections read "
+        "its means, TextSpan bases its head scatters, instead of a per-image decomposition store.",
     )
