@@ -40,6 +40,8 @@ _EXPORTS = {
     "DecompositionStore": (".store", "DecompositionStore"),
     "textspan": ("._textspan", "textspan"),
     "TextSpanResult": ("._textspan", "TextSpanResult"),
+    "HeadMoments": ("._textspan", "HeadMoments"),
+    "stats_heads": ("._textspan", "stats_heads"),
     "encode_texts": (".text", "encode_texts"),
     "EditSpec": (".spec", "EditSpec"),
     "shipped_specs": (".spec.shipped", "shipped_specs"),
@@ -67,10 +69,11 @@ _EXPORTS = {
 
 __all__ = [
     "Backbone", "CompiledEdit", "ControlSettings", "Decomposition", "DecompositionStore", "EditSpec", "EditTensors",
-    "EditclipError", "EditedCLIP", "OnnxImageEncoder", "RunResult", "TextSpanResult", "UnsupportedModelError",
-    "VitShape", "__version__", "compile", "decompose", "encode_texts", "export_onnx", "group_intervals",
-    "group_metrics", "load", "load_edit", "random_head_controls", "resolve_classes", "run_spec", "save_edit",
-    "shipped_spec", "shipped_specs", "sweep_k", "textspan", "toyworld", "zero_shot_classifier",
+    "EditclipError", "EditedCLIP", "HeadMoments", "OnnxImageEncoder", "RunResult", "TextSpanResult",
+    "UnsupportedModelError", "VitShape", "__version__", "compile", "decompose", "encode_texts", "export_onnx",
+    "group_intervals", "group_metrics", "load", "load_edit", "random_head_controls", "resolve_classes", "run_spec",
+    "save_edit", "shipped_spec", "shipped_specs", "stats_heads", "sweep_k", "textspan", "toyworld",
+    "zero_shot_classifier",
 ]  # fmt: skip
 
 if TYPE_CHECKING:
@@ -78,7 +81,7 @@ if TYPE_CHECKING:
     from ._compile import CompiledEdit
     from ._compile import compile_edit as compile
     from ._decompose import Decomposition, decompose
-    from ._textspan import TextSpanResult, textspan
+    from ._textspan import HeadMoments, TextSpanResult, stats_heads, textspan
     from .backbone import Backbone, VitShape, load
     from .classnames import resolve_classes
     from .controls import ControlSettings, random_head_controls
