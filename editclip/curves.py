@@ -14,7 +14,8 @@
   m = 0 is every one of those heads mean-ablated.
 
 Means and TextSpan bases come from a calibration store (by default the evaluated store itself, as
-in the official code); results record which store was used. Layers are read one at a time, so
+in the official code) or a statistics file (:class:`~editclip.stats.PartStats`: means, and the head
+scatters TextSpan reads); results record which was used. Layers are read one at a time, so
 memory stays at a few [N, D] arrays plus one layer's heads.
 """
 
@@ -30,15 +31,18 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from ._io import save_figure
-from ._textspan import Variant, store_heads, textspan
+from ._textspan import Variant, stats_heads, store_heads, textspan
 from .errors import EditclipError
+from .stats import PartStats
 from .store import DecompositionStore
+
+Calibration = DecompositionStore | PartStats
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 
-def check_calibration(store: DecompositionStore, calibration: DecompositionStore) -> None:
+def check_calibration(store: DecompositionStore, calibration: Calibration) -> None:
     """Means only transfer between stores of the same weights and convention."""
     for key in ("fingerprint", "convention"):
         if store.meta.get(key) != calibration.meta.get(key):
@@ -60,20 +64,21 @@ def _mean_attention(store: DecompositionStore) -> Tensor:
     return store.mean_layer_attention() + store.mean("biases")
 
 
-def cls_source_missing(store: DecompositionStore) -> str | None:
+def cls_source_missing(store: Calibration) -> str | None:
     """Why ``store`` has no CLS-source parts (None when it has them)."""
     pool = (store.meta.get("shape") or {}).get("pool", "cls")
     if pool != "cls":
         return (f"store {str(store.root)!r} is of a tower that pools with {pool!r}: no class token is read out, so "
                 "there is no CLS-source attention to ablate")  # fmt: skip
-    if not store.has_field("cls_source"):
+    if not (store.has_field("cls_source") if isinstance(store, DecompositionStore) else "sum.cls_source" in
+            store.tensors):  # fmt: skip
         return (f"store {str(store.root)!r} has no CLS-source parts (it was made by an editclip that did not store "
                 "them); decompose the images again")  # fmt: skip
     return None
 
 
 def cls_ablation_embeddings(
-    store: DecompositionStore, calibration: DecompositionStore | None = None
+    store: DecompositionStore, calibration: Calibration | None = None
 ) -> dict[str, Tensor]:
     """[N, D] embeddings of the official ablation table: ``baseline``; ``mlps`` (every MLP and the embedding
     term mean-ablated); ``cls_source`` (every layer's CLS-source attention part mean-ablated); both
@@ -100,13 +105,13 @@ def _accuracy(z: Tensor, classifier: Tensor, labels: Tensor) -> float:
     return float(((z @ classifier.T).argmax(-1) == labels).double().mean())
 
 
-def _provenance(store: DecompositionStore, calibration: DecompositionStore) -> dict[str, Any]:
+def _provenance(store: DecompositionStore, calibration: Calibration) -> dict[str, Any]:
     return {
         "evaluated": store.describe(),
         "calibration": calibration.describe(),
         "means_from": "the evaluated store itself"
         if calibration.root.resolve() == store.root.resolve()
-        else "a separate calibration store",
+        else "calibration statistics" if isinstance(calibration, PartStats) else "a separate calibration store",
     }
 
 
@@ -114,7 +119,7 @@ def ablation_curve(
     store: DecompositionStore,
     classifier: Tensor,
     labels: Tensor,
-    calibration: DecompositionStore | None = None,
+    calibration: Calibration | None = None,
 ) -> dict[str, Any]:
     """Accuracy under cumulative mean-ablation of attention layers and of MLPs (paper Fig. 2).
 
@@ -165,7 +170,7 @@ def textspan_curve(
     variant: Variant = "paper",
     k: int = 80,
     strict_k: bool = False,
-    calibration: DecompositionStore | None = None,
+    calibration: Calibration | None = None,
     device: str | torch.device | None = None,
     precision: str = "float64",
     names: Sequence[str] | None = None,
@@ -207,7 +212,8 @@ def textspan_curve(
     chosen: dict[str, list[Any]] = {}
     k_used: dict[str, int] = {}
     for layer in range(n_layers - last, n_layers):
-        calib_heads, refs = store_heads(calibration, [layer])
+        reader = stats_heads if isinstance(calibration, PartStats) else store_heads
+        calib_heads, refs = reader(calibration, [layer])
         result = textspan(calib_heads, texts, m=m_values[-1], variant=variant, k=k, texts=names,
                           strict_k=strict_k, device=device, precision=precision)  # fmt: skip
         del calib_heads

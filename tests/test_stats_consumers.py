@@ -260,9 +260,27 @@ def test_bad_statistics_on_the_command_line_exit_2_with_one_line(case, tiny_pair
     assert not (tmp_path / "out").exists()
 
 
+def test_curves_take_their_calibration_from_statistics(tiny_bb, tiny_waterbirds, tiny_pairs, tmp_path, capsys):
+    store, stats = tiny_pairs["exact"]
+    evaluated = decompose_dataset(tiny_bb, load_dataset(tiny_waterbirds, split="test"), tmp_path / "test", chunk_size=8)
+    results = {}
+    for name, calibration in (("store", store.root), ("stats", stats.root)):
+        out = tmp_path / name
+        assert main(["curves", "--store", str(evaluated.root), "--calibration", str(calibration), "--classes",
+                     "landbird", "waterbird", "--templates", "a photo of a {}.", "--pool", "toyworld", "--last", "2",
+                     "--m", "2", "4", "--variant", "official", "--k", "8", "--out", str(out)]) == 0  # fmt: skip
+        results[name] = json.loads((out / "curves.json").read_text())
+    a, b = results["store"], results["stats"]
+    assert b["textspan"]["means_from"] == "calibration statistics"
+    assert b["textspan"]["texts"] == a["textspan"]["texts"] and b["textspan"]["k_used"] == a["textspan"]["k_used"]
+    for section, key in (("textspan", "accuracy"), ("ablation", "attention"), ("ablation", "mlps")):
+        assert b[section][key] == a[section][key]
+    assert b["ablation"]["cls_ablation"] == a["ablation"]["cls_ablation"]
+
+
 @pytest.mark.parametrize("command", [
     ["retrieve", "--head", "L3.H0", "--text", "water"],
-    ["curves", "--classes", "landbird", "waterbird", "--label", "y"],
+    ["curves", "--classes", "landbird", "waterbird", "--label", "y"],  # --store: the evaluated images
     ["suggest", "--spurious", "place", "--label", "y", "--classes", "landbird", "waterbird", "--pick"],
 ])  # fmt: skip
 def test_commands_that_need_per_image_parts_refuse_statistics(command, tiny_pairs, tmp_path, capsys):

@@ -8,7 +8,7 @@ from pathlib import Path
 from .._io import staged_dir, write_json
 from ..errors import EditclipError
 from ._common import add_classes_arg, add_overwrite_arg, add_templates_arg, templates_from_args
-from .textspan import add_store_arg, add_textspan_args, check_out, open_store
+from .textspan import add_store_arg, add_textspan_args, check_out, open_store, open_store_or_stats
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -20,7 +20,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "and write curves.json and curves.png.",
     )
     add_store_arg(parser)
-    parser.add_argument("--calibration", help="store whose means and TextSpan bases are used (default: the same)")
+    parser.add_argument("--calibration", help="store or statistics file (`editclip stats`) whose means and TextSpan "
+                        "bases are used (default: the --store itself)")  # fmt: skip
     add_classes_arg(parser, required=True, help="class names in label order (index = label), one file with one "
                     "name per line, or one class source: imagenet, imagefolder:PATH, cub:PATH")
     parser.add_argument("--label", default="y", help="store column with each image's class index")
@@ -49,8 +50,7 @@ def run(args: argparse.Namespace) -> int:
     out = check_out(args)
     why = "it scores the edited embedding of every image"
     store = open_store(args.store, "curves", why)
-    calibration = open_store(args.calibration, "curves --calibration", "curves reads its calibration from a "
-                             "store; statistics are not wired into curves") if args.calibration else store  # fmt: skip
+    calibration = open_store_or_stats(args.calibration) if args.calibration else store
     check_calibration(store, calibration)
     labels = torch.from_numpy(store.column(args.label))
     one = args.classes[0] if len(args.classes) == 1 else None
