@@ -31,6 +31,7 @@ class HeadMoments:
     count: int
 
     def __post_init__(self) -> None:
+        self.count = int(self.count)
         mean, scatter = self.mean, self.scatter
         if mean.ndim not in (1, 2) or scatter.shape != (*mean.shape, mean.shape[-1]):
             raise EditclipError(
