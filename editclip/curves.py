@@ -59,9 +59,10 @@ def _layers(store: DecompositionStore) -> Iterator[tuple[Tensor, Tensor]]:
         yield attn, store.read("mlps", index=(layer,))
 
 
-def _mean_attention(store: DecompositionStore) -> Tensor:
+def _mean_attention(store: Calibration) -> Tensor:
     """[L, D] mean direct contribution of each attention layer."""
-    return store.mean_layer_attention() + store.mean("biases")
+    heads = store.mean("heads").sum(1) if isinstance(store, PartStats) else store.mean_layer_attention()
+    return heads + store.mean("biases")
 
 
 def cls_source_missing(store: Calibration) -> str | None:
@@ -190,8 +191,9 @@ def textspan_curve(
     n_layers = int(store.meta["shape"]["layers"])
     if not 1 <= last <= n_layers:
         raise EditclipError(f"last={last} is out of range: this model has {n_layers} layers")
-    for held in (store, calibration):
-        held.head_positions(range(n_layers - last, n_layers), f"the TextSpan curve of the last {last} layers")
+    for held in (store, calibration):  # statistics hold every layer's head sums (scatters: checked when read)
+        if isinstance(held, DecompositionStore):
+            held.head_positions(range(n_layers - last, n_layers), f"the TextSpan curve of the last {last} layers")
     m_values = sorted(set(m_values))
     if not m_values or m_values[0] < 1:
         raise EditclipError(f"m values must be >= 1; got {list(m_values)}")
