@@ -64,14 +64,18 @@ def stats_bytes(
     bb: Backbone, convention: str, layers: Sequence[int], group_values: int, d: Decomposition | None = None
 ) -> tuple[int, int]:
     """(file bytes of the tensors, bytes of the scatter) of statistics with ``group_values`` group values in all
-    (every label/group column and pair of columns): count, part sums, group counts and sums, head scatters.
+    (every label/group column and pair of columns): count, part sums, group counts and sums, head scatters,
+    and the paper-scale head sums (overall and per group value) that ``suggest`` reads.
     ``d`` is :func:`one_image`'s decomposition when already computed."""
     from .stats import PART_FIELDS
 
     d = d if d is not None else one_image(bb, convention)[0]
     per_set = sum(t[0].numel() for name in PART_FIELDS if (t := getattr(d, name)) is not None)
     scatter = len(layers) * bb.shape.heads * bb.shape.embed_dim**2
-    return 8 * (1 + per_set * (1 + group_values) + group_values + scatter), 8 * scatter
+    n_layers, n_heads, dim = d.heads.shape[1:]
+    heads = n_layers * n_heads * dim
+    paper = heads + n_layers * n_heads + dim + 1 + group_values * heads  # paper.sum/sumsq.*, group.*.paper.heads
+    return 8 * (1 + per_set * (1 + group_values) + group_values + scatter + paper), 8 * scatter
 
 
 def meta_bytes(dataset: ImageDataset | None, images: int) -> int:
