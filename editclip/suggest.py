@@ -260,15 +260,21 @@ def _stats_sums(stats: PartStats, chosen: list[int], columns: dict[str, str], ba
     return acc
 
 
-def _paper_moments(stats: PartStats, layers: list[int], what: str) -> HeadMoments:
-    """The heads of ``layers`` at the paper's scale as :class:`HeadMoments` [K = len(layers) * H]: only statistics
-    of the official convention have them (an exact-convention head is divided by a different |z| per image)."""
-    if stats.convention != "official":
+def require_paper_scale(store: Calibration, what: str) -> None:
+    """Refuse statistics that cannot give each head's scatter at the paper's scale c/|z| (only statistics of the
+    official convention have it: an exact-convention head is divided by a different |z| per image). Stores pass.
+    Commands call it before encoding any text, so the refusal costs nothing."""
+    if isinstance(store, PartStats) and store.convention != "official":
         raise EditclipError(
-            f"{what} from statistics needs each head's scatter at the paper's scale c/|z|; {str(stats.root)!r} are "
-            f"{stats.convention!r}-convention statistics, whose scatters are of c and cannot be rescaled per image: "
+            f"{what} from statistics needs each head's scatter at the paper's scale c/|z|; {str(store.root)!r} are "
+            f"{store.convention!r}-convention statistics, whose scatters are of c and cannot be rescaled per image: "
             "make official-convention statistics (`editclip stats --convention official`) or give a store"
         )
+
+
+def _paper_moments(stats: PartStats, layers: list[int], what: str) -> HeadMoments:
+    """The heads of ``layers`` at the paper's scale as :class:`HeadMoments` [K = len(layers) * H]."""
+    require_paper_scale(stats, what)
     return stats_heads(stats, layers)[0]
 
 

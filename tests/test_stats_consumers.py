@@ -195,6 +195,19 @@ def test_suggest_command_reads_a_statistics_file(tiny_pairs, tmp_path, capsys):
                   [HeadScore(**r) for r in rankings["stats"]["ranking"]])  # fmt: skip
 
 
+@pytest.mark.parametrize("ranking", [["--words", "water"], ["--semantic", "water"], ["--texts", "water"]])
+def test_suggest_refuses_exact_statistics_before_encoding_any_text(ranking, tiny_pairs, monkeypatch, capsys):
+    _, exact = tiny_pairs["exact"]
+
+    def no_encoding(*args, **kwargs):
+        raise AssertionError("texts were encoded before the refusal")
+
+    monkeypatch.setattr("editclip.text.encode_texts", no_encoding)
+    assert main(["suggest", "--store", str(exact.root), *ranking, "--pool", "toyworld"]) == 2
+    err = capsys.readouterr().err
+    assert f"{ranking[0]}" in err and "'exact'-convention statistics" in err and "--convention official" in err
+
+
 def test_what_statistics_cannot_serve_is_refused(tiny_bb, tiny_pairs, tmp_path):
     store, exact = tiny_pairs["exact"]
     directions = encode_texts(tiny_bb, ["water"], progress=False)

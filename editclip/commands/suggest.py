@@ -94,13 +94,24 @@ def run(args: argparse.Namespace) -> int:
     from ..classnames import classes_from_values
     from ..evaluate import zero_shot_classifier
     from ..store import DecompositionStore, backbone_for_store
-    from ..suggest import head_scores, pick_top_k, relative_cutoff, semantic_scores, spec_fragment, word_scores
+    from ..suggest import (
+        head_scores,
+        pick_top_k,
+        relative_cutoff,
+        require_paper_scale,
+        semantic_scores,
+        spec_fragment,
+        word_scores,
+    )
     from ..text import encode_texts, load_pool
 
     if args.json:
         prepare_output(args.json, args.overwrite, "file", what="--json")
     _check_args(args)
     store, bb = _store_and_backbone(args)
+    if args.words or args.semantic or args.texts or args.along_classes:
+        flag = "--words" if args.words else "--semantic" if args.semantic else "--texts / --along-classes"
+        require_paper_scale(store, flag)
     need_model = bool(args.texts or args.words or args.semantic or args.classes)
     if need_model and bb is None:
         bb = backbone_for_store(store, args.device)
