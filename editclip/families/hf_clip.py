@@ -19,8 +19,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from .._pool_params import norm_of
 from ..errors import EditclipError, UnsupportedModelError
-from ..tower import Block, Norm, Tower
+from ..tower import Block, Tower
 
 NAME = "transformers-clip"
 PREPROCESS_ATTR = "editclip_preprocess_cfg"  # where the loader records the preprocessing (open_clip keys)
@@ -69,32 +70,7 @@ def describe(model: nn.Module) -> Tower:
     cfg = vision_config(model)
     p = dict(model.named_parameters())
     v = "vision_model."
-    blocks = []
-    for i in range(cfg.num_hidden_layers):
-        b = f"{v}encoder.layers.{i}."
-        names = {"out_weight": "self_attn.out_proj.weight", "out_bias": "self_attn.out_proj.bias",
-                 "fc2_weight": "mlp.fc2.weight", "fc2_bias": "mlp.fc2.bias"}  # fmt: skip
-        blocks.append(
-            Block(
-                heads=cfg.num_attention_heads,
-                ln_1=_norm(model, p, b + "layer_norm1"),
-                q_weight=p[b + "self_attn.q_proj.weight"],
-                q_bias=p.get(b + "self_attn.q_proj.bias"),
-                k_weight=p[b + "self_attn.k_proj.weight"],
-                k_bias=p.get(b + "self_attn.k_proj.bias"),
-                v_weight=p[b + "self_attn.v_proj.weight"],
-                v_bias=p.get(b + "self_attn.v_proj.bias"),
-                out_weight=p[b + "self_attn.out_proj.weight"],
-                out_bias=p.get(b + "self_attn.out_proj.bias"),
-                ln_2=_norm(model, p, b + "layer_norm2"),
-                fc1_weight=p[b + "mlp.fc1.weight"],
-                fc1_bias=p.get(b + "mlp.fc1.bias"),
-                act=ACTIVATIONS.get(cfg.hidden_act, str(cfg.hidden_act)),
-                fc2_weight=p[b + "mlp.fc2.weight"],
-                fc2_bias=p.get(b + "mlp.fc2.bias"),
-                names={k: b + n for k, n in names.items() if (b + n) in p},
-            )
-        )
+    tower = model.vision_model
     proj = p.get("visual_projection.weight")
     size = cfg.image_size
     return Tower(
@@ -105,18 +81,48 @@ def describe(model: nn.Module) -> Tower:
         patch_bias=p.get(v + "embeddings.patch_embedding.bias"),
         class_embedding=p[v + "embeddings.class_embedding"],
         pos_embedding=p[v + "embeddings.position_embedding.weight"],
-        ln_pre=_norm(model, p, v + "pre_layrnorm"),
-        blocks=blocks,
-        ln_post=_norm(model, p, v + "post_layernorm"),
+        ln_pre=norm_of(tower.pre_layrnorm, "pre_layrnorm"),
+        blocks=encoder_blocks(tower, v, cfg),
+        ln_post=norm_of(tower.post_layernorm, "post_layernorm"),
         proj=proj.t() if proj is not None else None,
         pool="cls",
     )
 
 
-def _norm(model: nn.Module, params: dict[str, Tensor], name: str) -> Norm:
-    module = model.get_submodule(name)
-    weight, bias = params.get(name + ".weight"), params.get(name + ".bias")
-    return Norm(weight, bias, float(module.eps), module.normalized_shape[-1])
+def encoder_blocks(tower: nn.Module, prefix: str, cfg: Any) -> list[Block]:
+    """The Blocks of a transformers vision tower's encoder (CLIP and SigLIP name their layers alike).
+
+    ``prefix`` is the tower's path in the model ("vision_model."), so that the parameter names the
+    weights target patches are the model's own.
+    """
+    p = dict(tower.named_parameters())
+    patched = {"out_weight": "self_attn.out_proj.weight", "out_bias": "self_attn.out_proj.bias",
+               "fc2_weight": "mlp.fc2.weight", "fc2_bias": "mlp.fc2.bias"}  # fmt: skip
+    blocks = []
+    for i, layer in enumerate(tower.encoder.layers):
+        b = f"encoder.layers.{i}."
+        blocks.append(
+            Block(
+                heads=cfg.num_attention_heads,
+                ln_1=norm_of(layer.layer_norm1, f"layer {i} layer_norm1"),
+                q_weight=p[b + "self_attn.q_proj.weight"],
+                q_bias=p.get(b + "self_attn.q_proj.bias"),
+                k_weight=p[b + "self_attn.k_proj.weight"],
+                k_bias=p.get(b + "self_attn.k_proj.bias"),
+                v_weight=p[b + "self_attn.v_proj.weight"],
+                v_bias=p.get(b + "self_attn.v_proj.bias"),
+                out_weight=p[b + "self_attn.out_proj.weight"],
+                out_bias=p.get(b + "self_attn.out_proj.bias"),
+                ln_2=norm_of(layer.layer_norm2, f"layer {i} layer_norm2"),
+                fc1_weight=p[b + "mlp.fc1.weight"],
+                fc1_bias=p.get(b + "mlp.fc1.bias"),
+                act=ACTIVATIONS.get(cfg.hidden_act, str(cfg.hidden_act)),
+                fc2_weight=p[b + "mlp.fc2.weight"],
+                fc2_bias=p.get(b + "mlp.fc2.bias"),
+                names={k: prefix + b + n for k, n in patched.items() if (b + n) in p},
+            )
+        )
+    return blocks
 
 
 def model_output_features(out: Any) -> Tensor:

@@ -16,9 +16,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .._pool_params import hf_siglip_pooled_head, norm_of
+from .._pool_params import hf_siglip_pooled_head
 from ..errors import EditclipError, UnsupportedModelError
-from ..tower import Block, Tower
+from ..tower import Tower
 from . import hf_clip
 from .hf_clip import ACTIVATIONS, model_output_features, recorded_or_default, vision_config
 
@@ -68,32 +68,6 @@ def describe(model: nn.Module) -> Tower:
     prefix = next(name for name, module in model.named_modules() if module is tower)
     prefix = prefix + "." if prefix else ""
     p = dict(tower.named_parameters())
-    blocks = []
-    for i, layer in enumerate(tower.encoder.layers):
-        b = f"encoder.layers.{i}."
-        names = {"out_weight": "self_attn.out_proj.weight", "out_bias": "self_attn.out_proj.bias",
-                 "fc2_weight": "mlp.fc2.weight", "fc2_bias": "mlp.fc2.bias"}  # fmt: skip
-        blocks.append(
-            Block(
-                heads=cfg.num_attention_heads,
-                ln_1=norm_of(layer.layer_norm1, f"layer {i} layer_norm1"),
-                q_weight=p[b + "self_attn.q_proj.weight"],
-                q_bias=p.get(b + "self_attn.q_proj.bias"),
-                k_weight=p[b + "self_attn.k_proj.weight"],
-                k_bias=p.get(b + "self_attn.k_proj.bias"),
-                v_weight=p[b + "self_attn.v_proj.weight"],
-                v_bias=p.get(b + "self_attn.v_proj.bias"),
-                out_weight=p[b + "self_attn.out_proj.weight"],
-                out_bias=p.get(b + "self_attn.out_proj.bias"),
-                ln_2=norm_of(layer.layer_norm2, f"layer {i} layer_norm2"),
-                fc1_weight=p[b + "mlp.fc1.weight"],
-                fc1_bias=p.get(b + "mlp.fc1.bias"),
-                act=ACTIVATIONS.get(cfg.hidden_act, str(cfg.hidden_act)),
-                fc2_weight=p[b + "mlp.fc2.weight"],
-                fc2_bias=p.get(b + "mlp.fc2.bias"),
-                names={k: prefix + b + n for k, n in names.items() if (b + n) in p},
-            )
-        )
     head = hf_siglip_pooled_head(tower, "model")
     mlp = prefix + "head.mlp.fc2."
     head = replace(head, names={"fc2_weight": mlp + "weight", "fc2_bias": mlp + "bias"})
@@ -107,7 +81,7 @@ def describe(model: nn.Module) -> Tower:
         class_embedding=None,
         pos_embedding=p["embeddings.position_embedding.weight"],
         ln_pre=None,
-        blocks=blocks,
+        blocks=hf_clip.encoder_blocks(tower, prefix, cfg),
         ln_post=head.norm,
         proj=None,
         pool="attn",
