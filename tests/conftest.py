@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 from PIL import Image
 from safetensors.torch import save_file
 
@@ -75,6 +76,15 @@ def tiny_spec(tiny_files: tuple[Path, Path], data: Path, **overrides: object) ->
     }  # fmt: skip
     spec.update(overrides)
     return spec
+
+
+def write_export_spec(folder: Path, tiny_files: tuple[Path, Path], data: Path, export_dir: Path) -> Path:
+    """``folder/spec.yaml``: the tiny spec ablating L3.H1, exporting safetensors and ONNX to ``export_dir``."""
+    spec = tiny_spec(tiny_files, data, edits=[{"mean_ablate": ["L3.H1"]}],
+                     export={"formats": ["safetensors", "onnx"], "dir": str(export_dir)})
+    path = folder / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
 
 
 def write_waterbirds(root: Path, n_per_split: int = 16, size: int = 32, seed: int = 0) -> Path:

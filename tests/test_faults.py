@@ -13,8 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
-from conftest import tiny_spec
+from conftest import write_export_spec
 
 from editclip import cli
 from editclip.store import LOCK_NAME, DecompositionStore
@@ -203,13 +202,6 @@ def test_a_failure_before_the_first_chunk_removes_the_store_but_later_ones_keep_
     assert cli.main(args) == 0 and DecompositionStore.open(out).complete
 
 
-def _spec(tmp_path: Path, tiny_files: tuple[Path, Path], data: Path, export_dir: Path) -> Path:
-    spec = tiny_spec(tiny_files, data, edits=[{"mean_ablate": ["L3.H1"]}],
-                     export={"formats": ["safetensors", "onnx"], "dir": str(export_dir)})
-    path = tmp_path / "spec.yaml"
-    path.write_text(yaml.safe_dump(spec))
-    return path
-
 
 @pytest.mark.slow
 @pytest.mark.parametrize("job", ["run", "export", "toyworld make"])
@@ -218,7 +210,7 @@ def test_sigkill_mid_write_then_a_plain_rerun_succeeds(
 ) -> None:
     work = tmp_path / "work"
     work.mkdir()
-    spec = _spec(tmp_path, tiny_files, tiny_waterbirds, work / "export")
+    spec = write_export_spec(tmp_path, tiny_files, tiny_waterbirds, work / "export")
     target, args = {
         "run": ("editclip.onnx_export:check_parity", ["run", str(spec), "--out", str(work / "report"), "--cache",
                                                  str(tmp_path / "cache")]),

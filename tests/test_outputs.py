@@ -12,8 +12,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-import yaml
-from conftest import tiny_spec
+from conftest import write_export_spec
 
 import editclip
 from editclip import cli
@@ -95,13 +94,6 @@ def test_an_output_under_a_file_fails_before_any_work(
     assert blocker.read_bytes() == b"x"
 
 
-def _spec_file(tmp_path: Path, tiny_files: tuple[Path, Path], data: Path, export_dir: Path) -> Path:
-    spec = tiny_spec(tiny_files, data, edits=[{"mean_ablate": ["L3.H1"]}],
-                     export={"formats": ["safetensors", "onnx"], "dir": str(export_dir)})
-    path = tmp_path / "spec.yaml"
-    path.write_text(yaml.safe_dump(spec))
-    return path
-
 
 def test_run_under_a_file_fails_before_the_pipeline(
     tiny_files: tuple[Path, Path], tiny_waterbirds: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
@@ -110,7 +102,7 @@ def test_run_under_a_file_fails_before_the_pipeline(
     blocker.write_bytes(b"x")
     cache = tmp_path / "cache"
     for out, export_dir in ((blocker / "report", tmp_path / "export"), (tmp_path / "report", blocker / "export")):
-        spec = _spec_file(tmp_path, tiny_files, tiny_waterbirds, export_dir)
+        spec = write_export_spec(tmp_path, tiny_files, tiny_waterbirds, export_dir)
         assert cli.main(["run", str(spec), "--out", str(out), "--cache", str(cache)]) == 2
         assert "is a file, not a folder" in capsys.readouterr().err
         assert not cache.exists()  # nothing was computed
@@ -123,7 +115,7 @@ def test_run_stages_report_and_export(
     """A run that fails at its last step leaves neither report nor export; the rerun is not refused."""
     from editclip import runner
 
-    spec = _spec_file(tmp_path, tiny_files, tiny_waterbirds, tmp_path / "export")
+    spec = write_export_spec(tmp_path, tiny_files, tiny_waterbirds, tmp_path / "export")
     args = ["run", str(spec), "--out", str(tmp_path / "report"), "--cache", str(tmp_path / "cache"), "--no-exact-check"]
 
     def fail(*_: object, **__: object) -> None:
